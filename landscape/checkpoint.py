@@ -1,0 +1,164 @@
+"""Checkpoints: state dict + JSON metadata, written atomically, read with ``weights_only=True`` only."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from landscape._version import __version__
+from landscape.errors import LandscapeError
+
+FORMAT = "landscape.checkpoint/1"
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file's bytes, for provenance."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename: never a half-written file."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LandscapeError(f"cannot create folder {path.parent}: {exc.strerror}; choose another --out") from None
+    if not os.access(path.parent, os.W_OK):
+        raise LandscapeError(f"folder {path.parent} is not writable; choose another --out")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str], model: nn.Module, meta: dict[str, Any] | None = None, **extra: Any
+) -> Path:
+    """Save ``model``'s state dict with JSON-able ``meta`` (model spec filled in from the model when known).
+
+    ``extra`` holds further tensors/containers (optimizer and RNG state for resuming training).
+    """
+    meta = {**getattr(model, "landscape_spec", {}), **(meta or {})}
+    meta.setdefault("library_version", __version__)
+    try:
+        meta_json = json.dumps(meta)
+    except TypeError as exc:
+        raise LandscapeError(f"checkpoint metadata is not JSON-able: {exc}") from None
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    atomic_torch_save({"format": FORMAT, "state_dict": state, "meta": meta_json, **extra}, path)
+    return Path(path)
+
+
+def read_checkpoint_file(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The raw content of a checkpoint, loaded with ``weights_only=True``; every failure is a one-line error."""
+    path = Path(path)
+    if not path.exists():
+        raise LandscapeError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise LandscapeError(f"{path} is a folder; give a checkpoint file (e.g. {path}/final.pt)")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        lines = str(exc).strip().splitlines()
+        detail = next((ln for ln in lines if "GLOBAL" in ln or "global" in ln), None)
+        if detail is None:  # garbage bytes also fail here ("Unsupported operand"): not hostile, just not ours
+            raise LandscapeError(
+                f"{path} is not a readable PyTorch checkpoint (truncated or foreign file?): {lines[0][:120] if lines else ''}"
+            ) from None
+        raise LandscapeError(
+            f"refusing to load {path}: it contains objects that could run code, not just tensors ({detail.strip()[:160]})"
+        ) from None
+    except Exception as exc:  # truncated zips surface as RuntimeError, KeyError, EOFError, BadZipFile...
+        msg = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise LandscapeError(
+            f"{path} is not a readable PyTorch checkpoint (truncated or foreign file?): {msg}"
+        ) from None
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        return obj
+    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return {"format": None, "state_dict": obj, "meta": "{}"}
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        return {"format": None, "state_dict": obj["state_dict"], "meta": "{}"}
+    raise LandscapeError(
+        f"{path} holds a {type(obj).__name__}, expected a landscape checkpoint or a plain state dict of tensors"
+    )
+
+
+def _infer_shapes(state: dict[str, torch.Tensor]) -> dict[str, int]:
+    """in_channels from the first conv/linear weight, num_classes from the last 2-D weight."""
+    weights = [v for k, v in state.items() if k.endswith("weight") and v.dim() >= 2]
+    if not weights:
+        return {}
+    return {"in_channels": int(weights[0].shape[1]), "num_classes": int(weights[-1].shape[0])}
+
+
+def _fit_state(model: nn.Module, state: dict[str, torch.Tensor], path: Path, name: str) -> None:
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [k for k in own if k in state and own[k].shape != state[k].shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing key(s) e.g. {missing[0]}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected key(s) e.g. {unexpected[0]}")
+        if shapes:
+            k = shapes[0]
+            parts.append(f"{len(shapes)} shape mismatch(es) e.g. {k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}")
+        raise LandscapeError(f"{path} does not fit model '{name}': {'; '.join(parts)}")
+    model.load_state_dict(state)
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str],
+    *,
+    model: str | None = None,
+    model_options: dict[str, Any] | None = None,
+    map_location: str | torch.device = "cpu",
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model of a checkpoint and return ``(model, meta)`` with the model in eval mode.
+
+    A plain state dict needs ``model`` (a registered name or ``pkg.module:callable``); ``model_options``
+    override the stored ones. ``meta`` gains ``sha256`` and ``path``.
+    """
+    from landscape.models import build_model
+
+    path = Path(path)
+    raw = read_checkpoint_file(path, map_location)
+    meta: dict[str, Any] = json.loads(raw["meta"])
+    state = raw["state_dict"]
+    name = model or meta.get("model")
+    if name is None:
+        raise LandscapeError(f"{path} is a plain state dict without metadata; say which model it is with --model NAME")
+    options = {**(meta.get("model_options") or {}), **(model_options or {})} if name == meta.get("model") else dict(
+        model_options or {}
+    )
+    shapes = _infer_shapes(state)
+    num_classes = int(meta.get("num_classes") or shapes.get("num_classes", 10))
+    in_channels = int(meta.get("in_channels") or shapes.get("in_channels", 3))
+    net = build_model(name, num_classes=num_classes, in_channels=in_channels, **options)
+    _fit_state(net, state, path, name)
+    net.eval()
+    meta.update(model=name, model_options=options, num_classes=num_classes, in_channels=in_channels)
+    meta["sha256"] = file_sha256(path)
+    meta["path"] = str(path)
+    return net, meta

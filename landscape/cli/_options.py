@@ -1,0 +1,66 @@
+"""Options and parameter types shared by several commands (one place for each rule)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def device_option(f: F) -> F:
+    return click.option("--device", default="auto", show_default=True,
+                        help="auto (CUDA when present), cpu, cuda or cuda:N.")(f)
+
+
+def seed_option(f: F) -> F:
+    return click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random choice.")(f)
+
+
+def data_options(f: F) -> F:
+    """--dataset, --data-dir, --split, --n-samples, --batch-size for commands that evaluate a checkpoint."""
+    f = click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True,
+                     help="Evaluation batch size.")(f)
+    f = click.option("--n-samples", type=click.IntRange(min=1), default=None,
+                     help="Use a seeded subset of N samples (default: all).")(f)
+    f = click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True,
+                     help="Which split to evaluate on.")(f)
+    f = click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+                     help="Folder holding CIFAR data (python pickle layout).")(f)
+    f = click.option("--dataset", default=None,
+                     help="digits, cifar10, cifar100 or synthetic (default: the checkpoint's own).")(f)
+    return f
+
+
+def model_option(f: F) -> F:
+    """--model/--model-option, for loading a plain state dict that carries no metadata."""
+    f = click.option("--model-option", "model_options", multiple=True, metavar="KEY=VALUE",
+                     help="Model option for --model, e.g. merge=mul or width=2 (repeatable).")(f)
+    f = click.option("--model", "model_name", default=None,
+                     help="Model name or package.module:callable, for checkpoints that are plain state dicts.")(f)
+    return f
+
+
+def parse_key_values(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """``("merge=mul", "width=2")`` -> ``{"merge": "mul", "width": 2}`` (ints, floats, booleans parsed)."""
+    from landscape.errors import LandscapeError
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise LandscapeError(f"model option '{item}' is not KEY=VALUE, e.g. merge=mul")
+        value: Any = raw
+        if raw.lower() in ("true", "false"):
+            value = raw.lower() == "true"
+        else:
+            for cast in (int, float):
+                try:
+                    value = cast(raw)
+                    break
+                except ValueError:
+                    continue
+        out[key.strip().replace("-", "_")] = value
+    return out

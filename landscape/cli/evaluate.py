@@ -1,0 +1,33 @@
+"""``landscape evaluate``: loss and accuracy of a checkpoint."""
+
+from __future__ import annotations
+
+import click
+
+from landscape.cli._group import main
+from landscape.cli._options import data_options, device_option, model_option, parse_key_values
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@data_options
+@model_option
+@device_option
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --n-samples subset.")
+def evaluate(checkpoint: str, dataset: str | None, data_dir: str | None, split: str, n_samples: int | None,
+             batch_size: int, model_name: str | None, model_options: tuple[str, ...], device: str, seed: int) -> None:
+    """Mean loss and accuracy of CHECKPOINT on a dataset split (eval mode)."""
+    from landscape._device import resolve_device
+    from landscape.checkpoint import load_checkpoint
+    from landscape.data import load_dataset
+    from landscape.errors import LandscapeError
+    from landscape.training import evaluate as run_eval
+
+    model, meta = load_checkpoint(checkpoint, model=model_name, model_options=parse_key_values(model_options))
+    name = dataset or meta.get("dataset")
+    if name is None:
+        raise LandscapeError(f"{checkpoint} does not record its dataset; pass --dataset")
+    data = load_dataset(name, split=split, n=n_samples, seed=seed, data_dir=data_dir or meta.get("data_dir"))
+    dev = resolve_device(device)
+    loss, acc = run_eval(model.to(dev), data, batch_size=batch_size, device=dev)
+    click.echo(f"{meta['model']} on {name}/{split} ({len(data[1])} samples): loss {loss:.6f}, accuracy {acc:.4f}")

@@ -1,0 +1,59 @@
+"""Figures drawn from stored results; one module per result kind, chosen by the file's schema.
+
+Every module offers ``plot(path, *, out, options)`` and ``compare(paths, *, labels, out, options)``; plots read the
+store and never recompute results.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from types import ModuleType
+
+from landscape.errors import LandscapeError
+
+# schema kind (the part before "/") -> plotting module
+PLOTTERS: dict[str, str] = {
+    "landscape.surface": "landscape.plotting.surface",
+    "landscape.hessian": "landscape.plotting.hessian",
+    "landscape.predictiveness": "landscape.plotting.predictiveness",
+    "landscape.inputspace": "landscape.plotting.inputspace",
+    "landscape.attention": "landscape.plotting.attention",
+}
+
+
+@dataclass(frozen=True)
+class PlotOptions:
+    """Presentation options shared by the ``plot`` and ``compare`` commands; each kind uses those that apply."""
+
+    kind: str = "auto"
+    metric: str = "loss"
+    log: bool = False
+    vmin: float | None = None
+    vmax: float | None = None
+    levels: int = 20
+    title: str | None = None
+    dpi: int = 150
+
+
+def plotter_for(path: str | os.PathLike[str]) -> ModuleType:
+    """The plotting module for the result stored in ``path``."""
+    from landscape.store import read_schema
+
+    schema = read_schema(path)
+    kind = schema.split("/")[0]
+    if kind not in PLOTTERS:
+        raise LandscapeError(f"{path} holds '{schema}', which landscape cannot plot; known: {', '.join(PLOTTERS)}")
+    try:
+        return importlib.import_module(PLOTTERS[kind])
+    except ModuleNotFoundError as exc:
+        if exc.name == PLOTTERS[kind]:
+            raise LandscapeError(f"plots of '{kind}' results are not available in this version") from None
+        raise
+
+
+def default_output(path: str | os.PathLike[str], suffix: str = ".png") -> str:
+    """``run/foo.h5`` -> ``run/foo.png``."""
+    root, _ = os.path.splitext(os.fspath(path))
+    return root + suffix

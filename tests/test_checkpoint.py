@@ -1,0 +1,89 @@
+"""Checkpoints: round trip, plain state dicts, and one-line refusals of hostile, broken or foreign files."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+import torch
+
+from landscape import LandscapeError, build_model, load_checkpoint, save_checkpoint
+from landscape.checkpoint import file_sha256
+
+
+def _model():
+    torch.manual_seed(0)
+    return build_model("resnet8", num_classes=10, in_channels=1, merge="gate")
+
+
+def test_round_trip_keeps_weights_options_and_metadata(tmp_path):
+    model = _model()
+    path = save_checkpoint(tmp_path / "m.pt", model, {"dataset": "digits", "epoch": 3, "seed": 7})
+    loaded, meta = load_checkpoint(path)
+    assert not loaded.training
+    assert meta["model"] == "resnet8" and meta["model_options"] == {"merge": "gate"}
+    assert meta["dataset"] == "digits" and meta["epoch"] == 3 and meta["seed"] == 7
+    assert meta["library_version"] and meta["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    x = torch.randn(3, 1, 8, 8)
+    torch.testing.assert_close(loaded(x), model.eval()(x), rtol=0, atol=0)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temp file left behind
+    assert file_sha256(path) == meta["sha256"]
+
+
+def test_plain_state_dict_needs_and_accepts_a_model_name(tmp_path):
+    model = _model()
+    torch.save(model.state_dict(), tmp_path / "plain.pt")
+    with pytest.raises(LandscapeError, match="--model"):
+        load_checkpoint(tmp_path / "plain.pt")
+    loaded, meta = load_checkpoint(tmp_path / "plain.pt", model="resnet8", model_options={"merge": "gate"})
+    assert meta["in_channels"] == 1 and meta["num_classes"] == 10  # inferred from the tensors
+    x = torch.randn(2, 1, 8, 8)
+    torch.testing.assert_close(loaded(x), model.eval()(x), rtol=0, atol=0)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+def test_hostile_pickle_is_refused_without_running(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    torch.save({"state_dict": {}, "payload": _Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(LandscapeError, match="refusing to load") as err:
+        load_checkpoint(tmp_path / "evil.pt")
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_broken_and_foreign_files(tmp_path):
+    model = _model()
+    good = save_checkpoint(tmp_path / "good.pt", model, {})
+    data = good.read_bytes()
+    (tmp_path / "trunc.pt").write_bytes(data[: len(data) // 2])
+    (tmp_path / "text.pt").write_text("hello, I am not a checkpoint\n")
+    torch.save([1, 2, 3], tmp_path / "list.pt")
+    cases = [("missing.pt", "not found"), ("trunc.pt", "not a readable PyTorch checkpoint"),
+             ("text.pt", "not a readable PyTorch checkpoint"), ("list.pt", "holds a list")]
+    for name, fragment in cases:
+        with pytest.raises(LandscapeError, match=fragment) as err:
+            load_checkpoint(tmp_path / name)
+        assert "\n" not in str(err.value)
+    with pytest.raises(LandscapeError, match="is a folder"):
+        load_checkpoint(tmp_path)
+
+
+def test_wrong_architecture_names_what_differs(tmp_path):
+    path = save_checkpoint(tmp_path / "r8.pt", _model(), {})
+    with pytest.raises(LandscapeError, match=r"does not fit model 'resnet20'.*missing key") as err:
+        load_checkpoint(path, model="resnet20")
+    assert "\n" not in str(err.value)
+    with pytest.raises(LandscapeError, match="shape mismatch"):
+        load_checkpoint(path, model="resnet8", model_options={"width": 2})
+
+
+def test_unwritable_folder_is_a_user_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(LandscapeError, match="cannot create folder"):
+        save_checkpoint(blocker / "sub" / "m.pt", _model(), {})

@@ -1,0 +1,93 @@
+"""CLI: help and version, model listing, training, and one-line user errors with exit codes."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from landscape import __version__
+from landscape.cli import main
+from landscape.models import list_models
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def test_version_and_help_on_every_command(runner):
+    result = runner.invoke(main, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+    assert runner.invoke(main, ["--help"]).exit_code == 0
+    for name in main.commands:
+        res = runner.invoke(main, [name, "--help"])
+        assert res.exit_code == 0 and "Usage:" in res.output, name
+
+
+def test_models_lists_every_model_with_its_parameter_count(runner):
+    result = runner.invoke(main, ["models"])
+    assert result.exit_code == 0
+    lines = {line.split()[0]: line.split()[1] for line in result.output.splitlines()[1:]}
+    assert set(lines) == set(list_models())
+    assert lines["resnet20"] == "272,474" and lines["resnet8"] != lines["resnet110"]
+
+
+def test_train_writes_run_folder_and_evaluate_reads_it(runner, tmp_path):
+    out = tmp_path / "run"
+    result = runner.invoke(main, ["train", "fmmnet8", "--dataset", "digits", "--epochs", "2", "--batch-size", "64",
+                                  "--lr", "0.05", "--n-train", "200", "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert {"metrics.csv", "final.pt", "last.pt", "epoch_0000.pt", "epoch_0002.pt"} <= set(os.listdir(out))
+    res = runner.invoke(main, ["evaluate", str(out / "final.pt"), "--split", "test"])
+    assert res.exit_code == 0 and "fmmnet8 on digits/test (360 samples)" in res.output
+    again = runner.invoke(main, ["train", "fmmnet8", "--epochs", "2", "--n-train", "200", "--out", str(out), "--resume",
+                                 "--quiet"])
+    assert again.exit_code == 0, again.output
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+def _one_line_error(result, fragment):
+    assert result.exit_code != 0
+    err = result.stderr.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in result.output, result.output
+    assert fragment in err, err
+
+
+def test_user_errors_are_one_line(runner, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    torch.save({"x": _Evil()}, "evil.pt")
+    torch.save(build_state := {"w": torch.zeros(2, 2)}, "plain.pt")
+    del build_state
+    (tmp_path / "foreign.pt").write_text("not a checkpoint")
+    (tmp_path / "ro").mkdir()
+    os.chmod(tmp_path / "ro", 0o500)
+    cases = [
+        (["evaluate", "missing.pt"], "not found"),
+        (["evaluate", "foreign.pt"], "not a readable PyTorch checkpoint"),
+        (["evaluate", "evil.pt"], "refusing to load"),
+        (["evaluate", "plain.pt", "--model", "resnet8"], "does not fit model 'resnet8'"),
+        (["train", "resnet21"], "did you mean"),
+        (["train", "nosuchpkg.mod:make"], "cannot import module"),
+        (["train", "resnet8", "--dataset", "cifar10", "--data-dir", "nowhere"], "data_batch_1"),
+    ]
+    if os.geteuid() != 0:  # root ignores permission bits
+        cases.append((["train", "resnet8", "--epochs", "1", "--out", "ro/run"], "not writable"))
+    else:
+        (tmp_path / "afile").write_text("")
+        cases.append((["train", "resnet8", "--epochs", "1", "--out", "afile/run"], "cannot create output folder"))
+    for args, fragment in cases:
+        _one_line_error(runner.invoke(main, args), fragment)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_debug_shows_the_traceback(runner):
+    result = runner.invoke(main, ["--debug", "evaluate", "missing.pt"])
+    assert result.exit_code != 0 and result.exception is not None
+    assert type(result.exception).__name__ == "LandscapeError"
