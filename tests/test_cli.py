@@ -91,3 +91,18 @@ def test_debug_shows_the_traceback(runner):
     result = runner.invoke(main, ["--debug", "evaluate", "missing.pt"])
     assert result.exit_code != 0 and result.exception is not None
     assert type(result.exception).__name__ == "LandscapeError"
+
+
+def test_train_with_probes_writes_predictiveness(runner, tmp_path):
+    import h5py
+
+    out = tmp_path / "probed"
+    result = runner.invoke(main, ["train", "resnet8", "--epochs", "1", "--n-train", "128", "--batch-size", "32",
+                                  "--probe-every", "2", "--probe-eta", "0.1:0.3:3", "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    with h5py.File(out / "predictiveness.h5", "r") as f:
+        assert f.attrs["schema"] == "landscape.predictiveness/1"
+        assert f["step"][:].tolist() == [0, 2]
+        assert f["loss"].shape == (2, 3) and f["eta"][:] == pytest.approx([0.1, 0.2, 0.3])
+    bad = runner.invoke(main, ["train", "resnet8", "--probe-eta", "0.1:0.2:2", "--out", str(tmp_path / "x")])
+    _one_line_error(bad, "need --probe-every")

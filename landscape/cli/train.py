@@ -33,11 +33,19 @@ from landscape.cli._options import device_option, parse_key_values, seed_option
 @click.option("--save-every", type=click.IntRange(min=1), default=1, show_default=True,
               help="Save a trajectory checkpoint every K epochs.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last epoch.")
+@click.option("--probe-every", type=click.IntRange(min=1), default=None, metavar="K",
+              help="Every K steps, probe gradient predictiveness and β on that step's minibatch "
+                   "(writes DIR/predictiveness.h5).")
+@click.option("--probe-eta", default=None, metavar="MIN:MAX:NUM",
+              help="Step sizes η of the probes (default 0.05:0.4:8; or a comma-separated list).")
+@click.option("--probe-bn", type=click.Choice(["train", "eval"]), default="train", show_default=True,
+              help="BatchNorm mode while probing.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(model: str, dataset: str, data_dir: str | None, n_train: int | None, epochs: int, batch_size: int,
           lr: float, momentum: float, weight_decay: float, schedule: str, augment: bool | None,
           width: float | None, model_options: tuple[str, ...], seed: int, device: str, out: str | None,
-          save_every: int, resume: bool, quiet: bool) -> None:
+          save_every: int, resume: bool, probe_every: int | None, probe_eta: str | None, probe_bn: str,
+          quiet: bool) -> None:
     """Train MODEL (a registered name or package.module:callable) with SGD; writes checkpoints and metrics.csv."""
     from landscape.data import dataset_info, load_dataset
     from landscape.training import seeded_model
@@ -48,6 +56,19 @@ def train(model: str, dataset: str, data_dir: str | None, n_train: int | None, e
     if width is not None:
         options["width"] = width
     out_dir = Path(out or f"runs/{model.replace(':', '_')}-{dataset}-s{seed}")
+    callbacks = []
+    if probe_every is not None:
+        from landscape.predictiveness import DEFAULT_ETA_SPEC, PredictivenessProbe, parse_etas
+
+        etas = parse_etas(probe_eta or DEFAULT_ETA_SPEC, name="--probe-eta")
+        callbacks.append(PredictivenessProbe(
+            out_dir / "predictiveness.h5", every=probe_every, etas=etas, bn_mode=probe_bn,
+            attrs={"model": model, "model_options": options, "dataset": dataset, "lr": lr,
+                   "batch_size": batch_size, "seed": seed}))
+    elif probe_eta is not None or probe_bn != "train":
+        from landscape.errors import LandscapeError
+
+        raise LandscapeError("--probe-eta/--probe-bn need --probe-every K (probe every K training steps)")
     train_data = load_dataset(dataset, split="train", n=n_train, seed=seed, data_dir=data_dir)
     test_data = load_dataset(dataset, split="test", data_dir=data_dir)
     net = seeded_model(model, num_classes=info.num_classes, in_channels=info.in_channels, seed=seed, **options)
@@ -56,6 +77,7 @@ def train(model: str, dataset: str, data_dir: str | None, n_train: int | None, e
         weight_decay=weight_decay, schedule=schedule, seed=seed, device=device, out_dir=out_dir,
         save_every=save_every, resume=resume, augment=info.augment if augment is None else augment,
         meta={"dataset": dataset, "data_dir": data_dir, "n_train": n_train}, progress=not quiet,
+        callbacks=callbacks,
     )
     last = result.metrics[-1]
     click.echo(f"{model} on {dataset}: train loss {last['train_loss']:.4f}, test acc {last['test_acc']:.4f} "
