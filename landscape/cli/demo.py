@@ -1,4 +1,4 @@
-"""``landscape demo``: ResNet vs FMMNet on the bundled digits, end to end."""
+"""``landscape demo``: the bundled study ``digits_demo`` — ResNet vs FMMNet on digits, end to end."""
 
 from __future__ import annotations
 
@@ -9,11 +9,16 @@ from landscape.cli._group import main
 
 @main.command()
 @click.option("--out", type=click.Path(file_okay=False), default="runs/demo", show_default=True, help="Output folder.")
-@click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--quick", is_flag=True, help="A smaller, faster version (for tests).")
-def demo(out: str, epochs: int, seed: int, quick: bool) -> None:
-    """Train resnet8 and fmmnet8 on digits and compare them (accuracy, loss surfaces, curvature)."""
-    from landscape.demo import run_demo
+@click.option("--figures", type=click.Path(file_okay=False), default=None,
+              help="Also copy the comparison figures here (the README's figures: --figures figures).")
+@click.option("--quick", is_flag=True, help="A much smaller version that checks the pipeline in seconds.")
+def demo(out: str, figures: str | None, quick: bool) -> None:
+    """Train resnet8 and fmmnet8 on digits and compare surfaces, curvature, predictiveness and input space.
 
-    run_demo(out, epochs=epochs, seed=seed, quick=quick, echo=click.echo)
+    The steps are declared in landscape/studies/digits_demo.toml; an interrupted demo resumes.
+    """
+    from landscape.cli.study import load_study, run_study
+
+    spec = load_study("digits_demo_quick" if quick else "digits_demo")
+    spec["study"]["out"] = out
+    run_study(spec, figures=figures)

@@ -1,0 +1,85 @@
+"""Studies: TOML declarations run as resumable steps, with comparison figures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from landscape.cli import main
+from landscape.cli.study import _as_args, load_study
+
+STUDY = """
+[study]
+out = "{out}"
+
+[[models]]
+model = "resnet8"
+label = "add"
+
+[[models]]
+model = "resnet8"
+label = "gate"
+model-option = ["merge=gate"]
+
+[train]
+dataset = "digits"
+n-train = 128
+epochs = 1
+batch-size = 64
+probe-every = 1
+probe-eta = "0.1:0.2:2"
+quiet = true
+
+[[analyses]]
+command = "predictiveness"
+batches = 2
+batch-size = 32
+eta = "0.1:0.2:2"
+quiet = true
+
+[[analyses]]
+command = "evaluate"
+split = "test"
+"""
+
+
+def test_study_runs_resumes_and_compares(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(STUDY.format(out=tmp_path / "out"))
+    runner = CliRunner()
+    result = runner.invoke(main, ["study", str(path), "--figures", str(tmp_path / "figs")])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    for label in ("add", "gate"):
+        assert (out / label / "final.pt").exists() and (out / label / "predictiveness.h5").exists()
+    assert (out / "predictiveness.png").stat().st_size > 0
+    assert (tmp_path / "figs" / "predictiveness-training.png").exists()
+    record = json.loads((out / "study.json").read_text())
+    assert {"train/add", "train/gate", "predictiveness/add", "evaluate/gate"} <= set(record)
+    again = runner.invoke(main, ["study", str(path)])
+    assert again.exit_code == 0 and again.output.count("done earlier, skipped") == 6
+
+
+def test_bad_studies_are_one_line_errors(tmp_path):
+    bad = tmp_path / "bad.toml"
+    for text, fragment in [("[[models]]\nlabel = 'x'", "at least one [[models]]"),
+                           ("[[models]]\nmodel = 'resnet8'\n[[analyses]]\ncommand = 'rm'", "not one of"),
+                           ("[models\n", "not valid TOML"), ("[oops]\n", "unknown section")]:
+        bad.write_text(text)
+        result = CliRunner().invoke(main, ["study", str(bad)])
+        assert result.exit_code == 1 and fragment in result.stderr, result.output
+    result = CliRunner().invoke(main, ["study", "no_such_study"])
+    assert result.exit_code == 1 and "bundled studies: digits_demo" in result.stderr
+
+
+def test_options_become_arguments():
+    assert _as_args({"x": "-1:1:5", "trace": True, "log": False, "model-option": ["a=1", "b=2"], "top_k": 3}) == [
+        "--x", "-1:1:5", "--trace", "--model-option", "a=1", "--model-option", "b=2", "--top-k", "3"]
+
+
+@pytest.mark.parametrize("name", ["digits_demo", "digits_demo_quick"])
+def test_bundled_studies_parse(name):
+    spec = load_study(name)
+    assert [m["model"] for m in spec["models"]] == ["resnet8", "fmmnet8"]
