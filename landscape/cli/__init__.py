@@ -5,7 +5,9 @@ import importlib
 from landscape.cli._group import main
 
 # Importing a command module registers its command on ``main``.
-COMMAND_MODULES = ("models", "train", "evaluate", "predictiveness", "plot", "study", "demo")
+COMMAND_MODULES = (
+    "models", "train", "evaluate", "predictiveness", "inputspace", "attention", "plot", "study", "demo",
+)
 for _name in COMMAND_MODULES:
     importlib.import_module(f"landscape.cli.{_name}")
 
