@@ -28,8 +28,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from landscape._eval import EvalMode as _EvalMode
+from landscape._eval import on_model_device as _setup
+from landscape._eval import readonly as _ro
 from landscape.errors import LandscapeError
-from landscape.inputspace import _EvalMode, _ro, _setup
 from landscape.models.attention import AttentionModule, AttentionWeights
 
 Importance = Literal["ablation", "taylor"]

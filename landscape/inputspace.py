@@ -23,15 +23,12 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from landscape._eval import EvalMode as _EvalMode
+from landscape._eval import on_model_device as _setup
+from landscape._eval import readonly as _ro
 from landscape.errors import LandscapeError
 
 Directions = Literal["random", "gradient"]
-
-
-def _ro(a: np.ndarray) -> np.ndarray:
-    a = np.asarray(a)
-    a.flags.writeable = False
-    return a
 
 
 @dataclass(frozen=True)
@@ -120,36 +117,7 @@ class NoiseResult:
         return self.acc.mean(axis=0)
 
 
-# ---------------------------------------------------------------------------------------------------- helpers
 
-
-class _EvalMode:
-    """Eval mode inside the block; the previous train/eval flag of every submodule restored afterwards."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-        self.modes: list[tuple[nn.Module, bool]] = []
-
-    def __enter__(self) -> nn.Module:
-        self.modes = [(m, m.training) for m in self.model.modules()]
-        self.model.eval()
-        return self.model
-
-    def __exit__(self, *exc: object) -> None:
-        for m, mode in self.modes:
-            m.training = mode
-
-
-def _setup(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
-           batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    if inputs.ndim < 2 or inputs.shape[0] != targets.shape[0] or inputs.shape[0] == 0:
-        raise LandscapeError(f"inputs {tuple(inputs.shape)} and targets {tuple(targets.shape)} must be non-empty "
-                             "with one target per sample")
-    if batch_size < 1:
-        raise LandscapeError(f"batch_size={batch_size} must be at least 1")
-    p = next(iter(model.parameters()), None)
-    device, dtype = (p.device, p.dtype) if p is not None else (torch.device("cpu"), torch.float32)
-    return inputs.to(device=device, dtype=dtype), targets.to(device=device, dtype=torch.long)
 
 
 def _evaluate(model: nn.Module, points: torch.Tensor, labels: torch.Tensor, batch_size: int,
