@@ -117,9 +117,6 @@ class NoiseResult:
         return self.acc.mean(axis=0)
 
 
-
-
-
 def _evaluate(model: nn.Module, points: torch.Tensor, labels: torch.Tensor, batch_size: int,
               *, labels2: torch.Tensor | None = None) -> tuple[np.ndarray, ...]:
     """Per-point loss and label probability (float64) and predicted class, in batches of ``batch_size``."""
