@@ -9,7 +9,10 @@ For every attention module (an :class:`~landscape.models.attention.AttentionModu
   ``|Σ_hw a_chw · ∂ℓ/∂a_chw|`` at the module's output ``a`` (Molchanov et al. 2017; the first-order estimate of the
   per-sample loss change when the channel is removed);
 - Spearman's ρ and Kendall's τ-b between the two, with two-sided p-values (SciPy), per module and pooled over all
-  channels of all modules.
+  channels of all modules: ``pooled`` on the raw values, and ``pooled_within`` on each module's values replaced by
+  their normalised ranks within the module. Modules' importances differ in scale, so the raw pooled correlation can
+  be low even when every module agrees; ``pooled_within`` asks only whether, module by module, weight order
+  follows importance order.
 
 The model is evaluated in eval mode and left exactly as found (hooks removed, train/eval flags restored; nothing is
 written to parameters, buffers or ``.grad``).
@@ -64,12 +67,21 @@ class AttentionResult:
 
     modules: tuple[ModuleAttention, ...]
     pooled: Correlation
+    pooled_within: Correlation
     importance: str
     base_loss: float  # mean cross-entropy of the unablated model on the samples
     n_samples: int
     n_forward: int  # sample-forwards, counting each ablated copy
     seconds: float
     seed: int
+
+
+def _unit_ranks(a: np.ndarray) -> np.ndarray:
+    """Average ranks scaled to [0, 1] (0.5 for a single channel), so modules of any size pool on one scale."""
+    from scipy.stats import rankdata
+
+    a = np.asarray(a, dtype=np.float64)
+    return (rankdata(a) - 1) / (len(a) - 1) if len(a) > 1 else np.full(len(a), 0.5)
 
 
 def rank_correlation(x: np.ndarray, y: np.ndarray) -> Correlation:
@@ -144,7 +156,10 @@ def attention_importance(model: nn.Module, inputs: torch.Tensor, targets: torch.
         mods.append(ModuleAttention(name=name, kind=type(module).__name__, mean_weight=_ro(w), importance=_ro(s),
                                     correlation=rank_correlation(w, s)))
     pooled = rank_correlation(np.concatenate(weights), np.concatenate(scores))
-    return AttentionResult(modules=tuple(mods), pooled=pooled, importance=importance, base_loss=base_loss,
+    within = rank_correlation(np.concatenate([_unit_ranks(w) for w in weights]),
+                              np.concatenate([_unit_ranks(s) for s in scores]))
+    return AttentionResult(modules=tuple(mods), pooled=pooled, pooled_within=within, importance=importance,
+                           base_loss=base_loss,
                            n_samples=x.shape[0], n_forward=n_fwd, seconds=time.perf_counter() - t0, seed=seed)
 
 
@@ -269,5 +284,6 @@ def to_store(result: AttentionResult) -> tuple[list[dict[str, object]], dict[str
     modules = [{"name": m.name, "kind": m.kind, "mean_weight": m.mean_weight, "importance": m.importance,
                 **vars(m.correlation)} for m in result.modules]
     attrs = {"importance": result.importance, "base_loss": result.base_loss, "n_samples": result.n_samples,
-             "n_forward": result.n_forward, "seconds": result.seconds, "seed": result.seed, **vars(result.pooled)}
+             "n_forward": result.n_forward, "seconds": result.seconds, "seed": result.seed, **vars(result.pooled),
+             **{f"within_{k}": v for k, v in vars(result.pooled_within).items()}}
     return modules, attrs

@@ -28,7 +28,13 @@ class Axis:
 
     @property
     def spec(self) -> str:
-        return f"{self.lo:g}:{self.hi:g}:{self.num}"
+        """``MIN:MAX:NUM`` with the shortest exact spelling of each end (it identifies the grid on resume)."""
+        return f"{_exact(self.lo)}:{_exact(self.hi)}:{self.num}"
+
+
+def _exact(v: float) -> str:
+    text = repr(float(v))
+    return text[:-2] if text.endswith(".0") else text
 
 
 def parse_axis(spec: str, *, name: str = "--x") -> Axis:

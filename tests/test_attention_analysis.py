@@ -88,8 +88,21 @@ def test_anti_aligned_weights_and_pooling_over_modules():
     x = _inputs([10.0, 4.0, 2.0, 1.0, 0.5])
     res = attention_importance(model, x, torch.zeros(x.shape[0], dtype=torch.long), importance="ablation")
     assert [m.name for m in res.modules] == ["branches.0", "branches.1"]
-    for c in (res.modules[0].correlation, res.modules[1].correlation, res.pooled):
+    for c in (res.modules[0].correlation, res.modules[1].correlation, res.pooled, res.pooled_within):
         assert c.spearman == pytest.approx(-1.0) and c.kendall == pytest.approx(-1.0)
+
+
+def test_within_module_pooling_ignores_scale_differences_between_modules():
+    # Each module's weight order follows its importance order, but module b's importances are ~100x smaller
+    # while its weights are larger: raw pooling mixes the scales, within-module ranks do not.
+    wa, wb = [0.1, 0.2, 0.3], [0.7, 0.8, 0.9]
+    model = SumHead([FixedAttention(wa), FixedAttention(wb)], [3, 3])
+    x = _inputs([1.0, 2.0, 3.0, 0.01, 0.02, 0.03])
+    res = attention_importance(model, x, torch.zeros(x.shape[0], dtype=torch.long), importance="taylor")
+    for m in res.modules:
+        assert m.correlation.spearman == pytest.approx(1.0)
+    assert res.pooled_within.spearman == pytest.approx(1.0) and res.pooled_within.kendall == pytest.approx(1.0)
+    assert res.pooled.spearman < 0.5
 
 
 def test_rank_correlation_undefined_is_nan():

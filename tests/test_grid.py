@@ -23,6 +23,8 @@ def test_endpoints_exact_and_integer_count():
     assert ax.num == 41 and isinstance(ax.num, int)
     assert ax.coords[0] == -0.5 and ax.coords[-1] == 1.5
     assert parse_axis(ax.spec) == ax
+    fine = parse_axis("0.1234567:0.12345671:3")  # the spec identifies the grid on resume: exact, not rounded
+    assert parse_axis(fine.spec) == fine and fine.spec != parse_axis("0.1234567:0.1234568:3").spec
 
 
 @pytest.mark.parametrize("spec, fragment", [

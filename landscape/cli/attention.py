@@ -56,4 +56,5 @@ def attention(checkpoint: str, samples: int, importance: str, dataset: str | Non
                  model_options=meta.get("model_options"), dataset=dataset, split=split, label=meta.get("model"))
     write_attention(out, modules=modules, attrs=attrs)
     click.echo(f"{out}  pooled Spearman ρ={result.pooled.spearman:.3f} (p={result.pooled.spearman_p:.2g}), "
-               f"Kendall τ={result.pooled.kendall:.3f} (p={result.pooled.kendall_p:.2g})")
+               f"Kendall τ={result.pooled.kendall:.3f} (p={result.pooled.kendall_p:.2g}); "
+               f"within-module ranks ρ={result.pooled_within.spearman:.3f} (p={result.pooled_within.spearman_p:.2g})")

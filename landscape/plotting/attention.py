@@ -49,8 +49,9 @@ def plot(path: str | os.PathLike[str], *, out: str, options: PlotOptions | None 
             ax.set_yscale("symlog")
     for ax in list(axes.flat)[len(modules):]:
         ax.set_visible(False)
+    within = f", within-module ρ={attrs['within_spearman']:.2f}" if "within_spearman" in attrs else ""
     fig.suptitle(options.title or f"{attrs.get('label', '')}: attention weight vs importance; pooled "
-                 f"ρ={attrs['spearman']:.2f} (p={attrs['spearman_p']:.2g}), τ={attrs['kendall']:.2f}")
+                 f"ρ={attrs['spearman']:.2f} (p={attrs['spearman_p']:.2g}), τ={attrs['kendall']:.2f}{within}")
     fig.tight_layout()
     _save(fig, out, options.dpi)
     plt.close(fig)
@@ -79,10 +80,13 @@ def compare(paths: Sequence[str | os.PathLike[str]], *, labels: Sequence[str] | 
     ax.axhline(0, color="black", linewidth=0.8)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")
-    ax_pool.bar(range(len(loaded)), [a["spearman"] for a, _ in loaded],
-                color=[f"C{k}" for k in range(len(loaded))])
+    ax_pool.bar(np.arange(len(loaded)) - 0.2, [a["spearman"] for a, _ in loaded], 0.4,
+                color=[f"C{k}" for k in range(len(loaded))], label="raw values")
+    ax_pool.bar(np.arange(len(loaded)) + 0.2, [a.get("within_spearman", np.nan) for a, _ in loaded], 0.4,
+                color=[f"C{k}" for k in range(len(loaded))], hatch="//", alpha=0.6, label="within-module ranks")
     ax_pool.set_xticks(range(len(loaded)), names, rotation=30, ha="right", fontsize=8)
     ax_pool.set_title("pooled over all channels")
+    ax_pool.legend(fontsize=7)
     ax_pool.axhline(0, color="black", linewidth=0.8)
     fig.suptitle(options.title or "attention weight vs importance")
     fig.tight_layout()
