@@ -1,0 +1,156 @@
+"""Surface benchmarks (not tests): per-point overhead against a forward-only pass, and adaptive sampling.
+
+    python benchmarks/surface.py overhead            # seconds per point / forward-only floor (target <= 1.05)
+    python benchmarks/surface.py adaptive --n 200000 # forward passes saved by --precision-target, and coverage
+
+``overhead`` times, interleaved so load on a shared machine hits both alike, (a) one forward-only pass over the
+evaluation data at the same batch size in inference mode (the floor) and (b) one surface point (weights set from
+base + a·dx + b·dy, per-sample losses, float64 accumulation, accuracy), and (c) whole ``compute_surface`` runs
+including HDF5 writes, per point. It prints the medians and their ratios.
+
+``adaptive`` trains nothing: it loads a checkpoint (``--ckpt``, default: a resnet8 trained here on "synthetic"),
+draws a large synthetic set with the same recipe as ``landscape.data`` (class prototypes + noise), computes the
+full-data surface once, then the adaptive one at each EPS, and prints the forward-pass ratio and the share of
+points whose full-data loss lies within 3 reported standard errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from landscape import load_dataset, params
+from landscape.directions import build_directions
+from landscape.grid import Grid, parse_axis
+from landscape.surface import SurfaceSettings, compute_points, compute_surface, ordered_data
+
+
+def _floor(model, x, batch_size):
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for s in range(0, len(x), batch_size):
+            model(x[s:s + batch_size])
+    return time.perf_counter() - t0
+
+
+def overhead_case(name, model, x, y, *, batch_size, reps):
+    model.eval()
+    w = params.get_tensors(model)
+    ds = build_directions("random", w, ndim=2, seed=0)
+    grid = Grid(parse_axis("-0.2:0.2:3"), parse_axis("-0.2:0.2:3"))
+    xs, ys = ordered_data(x, y, seed=0, device="cpu")
+    _floor(model, xs, batch_size)  # warm up
+    floors, points = [], []
+    for r in range(reps):
+        floors.append(_floor(model, xs, batch_size))
+        (p,) = compute_points(model, [r % grid.size], grid=grid, base=w, directions=[ds.x, ds.y], inputs=xs,
+                              targets=ys, batch_size=batch_size)
+        points.append(p.seconds)
+    settings = SurfaceSettings(checkpoint="bench", checkpoint_sha256="-", model=name, dataset=name, split="train",
+                               seed=0, norm="filter", ignore="biasbn", dir_type="weights", direction="random",
+                               xspec=grid.x.spec, yspec=grid.y.spec, batch_size=batch_size)
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(max(2, reps // 3)):
+            t0 = time.perf_counter()
+            compute_surface(model, x, y, out=Path(tmp) / f"{r}.h5", grid=grid, settings=settings,
+                            directions=lambda: ds, progress=False)
+            runs.append((time.perf_counter() - t0) / grid.size)
+    # Medians, and minima (least disturbed by other processes on a shared machine).
+    for how, agg in (("median", statistics.median), ("min", min)):
+        f, p, run = agg(floors), agg(points), agg(runs)
+        print(f"{name:<26} {how:<6} N={len(x):<5} batch={batch_size:<4} floor {f * 1e3:7.2f} ms  point "
+              f"{p * 1e3:7.2f} ms ({p / f:.3f}x)  compute_surface/point {run * 1e3:7.2f} ms ({run / f:.3f}x)")
+
+
+def overhead(args):
+    from landscape.models import build_model
+
+    torch.manual_seed(0)
+    cases = [("resnet8 digits", build_model("resnet8", num_classes=10, in_channels=1), "digits", None),
+             ("resnet8 synthetic-3x32x32", build_model("resnet8", num_classes=10, in_channels=3),
+              "synthetic-3x32x32", args.cifar_n)]
+    for name, model, data, n in cases:
+        x, y = load_dataset(data, n=n)
+        overhead_case(name, model, x, y, batch_size=args.batch_size, reps=args.reps)
+
+
+def big_synthetic(n, *, seed=7, c=1, h=8, w=8, classes=10):
+    """The recipe of landscape.data's "synthetic" (same prototypes), any number of samples."""
+    protos = F.avg_pool2d(torch.randn(classes, c, h + 2, w + 2, generator=torch.Generator().manual_seed(1234)), 3,
+                          stride=1)
+    protos = protos / protos.flatten(1).std(dim=1).view(-1, 1, 1, 1)
+    gen = torch.Generator().manual_seed(seed)
+    y = torch.randint(classes, (n,), generator=gen)
+    return (protos[y] * 0.5 + torch.randn(n, c, h, w, generator=gen)).contiguous(), y
+
+
+def adaptive(args):
+    from landscape.checkpoint import load_checkpoint
+
+    model, _ = load_checkpoint(args.ckpt)
+    x, y = big_synthetic(args.n)
+    w = params.get_tensors(model)
+    grid = Grid(parse_axis(args.x), parse_axis(args.y) if args.y else None)
+    ds = build_directions("random", w, ndim=1 if grid.y is None else 2, seed=0)
+    dirs = [ds.x] if ds.y is None else [ds.x, ds.y]
+    xs, ys = ordered_data(x, y, seed=0, device="cpu")
+    kw = dict(grid=grid, base=w, directions=dirs, inputs=xs, targets=ys, batch_size=args.batch_size)
+    t0 = time.perf_counter()
+    full = list(compute_points(model, range(grid.size), **kw))
+    t_full = time.perf_counter() - t0
+    n_full = sum(r.n for r in full)
+    print(f"N={args.n} grid {grid.x.spec} {grid.y.spec if grid.y else ''} ({grid.size} points): full pass "
+          f"{t_full:.0f} s, {n_full} sample-forwards; per-sample loss s from {min(r.stderr * r.n**0.5 for r in full):.3g}"
+          f" to {max(r.stderr * r.n**0.5 for r in full):.3g}")
+    sd = np.array([r.stderr * r.n**0.5 for r in full])
+    for eps in args.eps:  # samples a point needs: s²/EPS², at least min_samples, at most N
+        proj = {m: grid.size * m / np.minimum(m, np.maximum(args.min_samples, (sd / eps) ** 2)).sum()
+                for m in (args.n, 10**7, 10**8, 10**9)}
+        print(f"  EPS={eps:g}: predicted ratio from the measured s: "
+              + ", ".join(f"N={m:.0e}: {v:.2f}x" for m, v in proj.items()))
+    for eps in args.eps:
+        t0 = time.perf_counter()
+        fast = list(compute_points(model, range(grid.size), precision_target=eps, min_samples=args.min_samples, **kw))
+        t_fast = time.perf_counter() - t0
+        z = np.array([abs(a.loss - b.loss) / a.stderr if a.stderr > 0 else 0.0 for a, b in zip(fast, full)])
+        n_fast = sum(r.n for r in fast)
+        early = sum(r.n < args.n for r in fast)
+        print(f"  EPS={eps:g}: {n_full / n_fast:5.2f}x fewer forward passes ({t_full / t_fast:4.2f}x less time), "
+              f"{early}/{grid.size} points stopped early; full-data loss within 3 stderr at "
+              f"{100 * np.mean(z < 3):.1f}% of points (within 2: {100 * np.mean(z < 2):.1f}%), max |z| {z.max():.2f}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="mode", required=True)
+    o = sub.add_parser("overhead")
+    o.add_argument("--batch-size", type=int, default=128)
+    o.add_argument("--reps", type=int, default=15)
+    o.add_argument("--cifar-n", type=int, default=1000)
+    a = sub.add_parser("adaptive")
+    a.add_argument("--ckpt", default="runs/resnet8-synthetic-s0/final.pt")
+    a.add_argument("--n", type=int, default=200_000)
+    a.add_argument("--x", default="-1:1:11")
+    a.add_argument("--y", default="-1:1:11")
+    a.add_argument("--eps", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2])
+    a.add_argument("--min-samples", type=int, default=1000)
+    a.add_argument("--batch-size", type=int, default=1000)
+    for p in (o, a):
+        p.add_argument("--threads", type=int, default=None,
+                       help="torch threads (default: torch's choice; use 1 on a busy machine)")
+    args = ap.parse_args()
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    (overhead if args.mode == "overhead" else adaptive)(args)
+
+
+if __name__ == "__main__":
+    main()

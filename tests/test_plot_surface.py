@@ -1,0 +1,78 @@
+import h5py
+import numpy as np
+import pytest
+
+from landscape.errors import LandscapeError
+from landscape.plotting import PlotOptions
+from landscape.plotting import surface as splot
+from landscape.store import surface as store
+
+
+def _write(path, *, ny=None, nan_points=(), trajectory=False, done_all=True, scale=1.0):
+    x = np.linspace(-1, 1, 7)
+    y = None if ny is None else np.linspace(-1, 0.5, ny)
+    shape = (7,) if y is None else (7, ny)
+    d = {"x": {"w": np.ones((2, 2))}} if y is None else {"x": {"w": np.ones((2, 2))}, "y": {"w": np.ones((2, 2))}}
+    traj = np.array([[-0.8, -0.9], [-0.3, -0.2], [0.0, 0.0]]) if trajectory else None
+    store.create(path, attrs={"split": "train", "model": "m", "direction": "pca" if trajectory else "random"},
+                 x=x, y=y, split="train", directions=d, trajectory=traj)
+    grids = np.meshgrid(x, *([] if y is None else [y]), indexing="ij")
+    loss = scale * (0.1 + sum(g**2 for g in grids))
+    with store.Writer(path, split="train") as w:
+        for idx in np.ndindex(*shape):
+            if not done_all and sum(idx) % 3 == 0:
+                continue
+            val = np.nan if idx in nan_points else (np.inf if idx == (0,) * len(shape) and nan_points else loss[idx])
+            w.write(idx, loss=val, acc=1.0 / (1 + loss[idx]), stderr=0.01, n=100, seconds=0.0)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["contour", "contourf", "heatmap", "surface3d", "auto"])
+@pytest.mark.parametrize("log", [False, True])
+def test_every_2d_kind_writes_a_file_with_nan_points(tmp_path, kind, log):
+    f = _write(tmp_path / "s.h5", ny=5, nan_points=[(3, 2), (1, 4)], trajectory=True)
+    out = tmp_path / f"{kind}.png"
+    splot.plot(f, out=out, options=PlotOptions(kind=kind, log=log))
+    assert out.stat().st_size > 1000
+
+
+@pytest.mark.parametrize("metric", ["loss", "acc"])
+def test_1d_line_and_partial_files(tmp_path, metric):
+    f = _write(tmp_path / "s.h5", nan_points=[(2,)], done_all=False)
+    out = tmp_path / "line.svg"
+    splot.plot(f, out=out, options=PlotOptions(metric=metric, vmin=0, vmax=3))
+    assert out.read_text().startswith("<?xml")
+    with pytest.raises(LandscapeError, match="1D surface"):
+        splot.plot(f, out=tmp_path / "c.png", options=PlotOptions(kind="contour"))
+
+
+def test_all_nan_surface_still_plots(tmp_path):
+    f = _write(tmp_path / "s.h5", ny=3, nan_points=list(np.ndindex(7, 3)))
+    for kind in ("contour", "heatmap", "surface3d"):
+        splot.plot(f, out=tmp_path / f"{kind}.png", options=PlotOptions(kind=kind))
+        assert (tmp_path / f"{kind}.png").exists()
+
+
+def test_compare_shares_one_colour_scale(tmp_path):
+    a = _write(tmp_path / "a.h5", ny=5)
+    b = _write(tmp_path / "b.h5", ny=5, scale=3.0)
+    out = tmp_path / "cmp.pdf"
+    splot.compare([a, b], labels=["ResNet", "FMMNet"], out=out, options=PlotOptions())
+    assert out.read_bytes()[:4] == b"%PDF"
+    va, vb = (splot._values(store.read(p), PlotOptions()) for p in (a, b))
+    norm = splot._norm([va, vb], PlotOptions())
+    assert norm.vmin == pytest.approx(0.1 + 0.125**2) and norm.vmax == pytest.approx(3 * (0.1 + 1 + 1))
+    l1, l2 = _write(tmp_path / "l1.h5"), _write(tmp_path / "l2.h5", scale=2)
+    splot.compare([l1, l2], out=tmp_path / "lines.png", options=PlotOptions(log=True))
+    with pytest.raises(LandscapeError, match="one dimension"):
+        splot.compare([a, l1], out=tmp_path / "x.png", options=PlotOptions())
+
+
+def test_bad_output_and_foreign_files(tmp_path):
+    f = _write(tmp_path / "s.h5", ny=3)
+    with pytest.raises(LandscapeError, match=".png, .pdf or .svg"):
+        splot.plot(f, out=tmp_path / "x.jpg", options=PlotOptions())
+    with h5py.File(tmp_path / "other.h5", "w") as g:
+        g.attrs["schema"] = "landscape.hessian/1"
+    with pytest.raises(LandscapeError, match="expected 'landscape.surface/1'"):
+        splot.plot(tmp_path / "other.h5", out=tmp_path / "o.png", options=PlotOptions())
