@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from landscape.cli import main
-from landscape.cli.study import _as_args, load_study
+from landscape.cli.study import BUNDLED, _as_args, load_study
 
 STUDY = """
 [study]
@@ -83,3 +84,32 @@ def test_options_become_arguments():
 def test_bundled_studies_parse(name):
     spec = load_study(name)
     assert [m["model"] for m in spec["models"]] == ["resnet8", "fmmnet8"]
+
+
+STUDY_FILES = sorted(Path(__file__).resolve().parent.parent.glob("analyses/*.toml")) + sorted(BUNDLED.glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", STUDY_FILES, ids=lambda p: p.name)
+def test_every_study_file_names_real_options(path):
+    spec = load_study(path)
+
+    def check(command, options):
+        flags = {opt for p in main.commands[command].params for opt in getattr(p, "opts", [])}
+        for key in options:
+            assert "--" + key.replace("_", "-") in flags, f"{path.name}: {command} has no option --{key}"
+
+    for model in spec["models"]:
+        check("train", {**(spec.get("train") or {}), **{k: v for k, v in model.items() if k not in ("model", "label")}})
+    for analysis in spec.get("analyses") or []:
+        opts = {k: v for k, v in analysis.items() if k not in ("command", "name", "compare")}
+        check(analysis["command"], opts)
+        check("compare", analysis.get("compare", {}))
+
+
+def test_quick_demo_runs_end_to_end(tmp_path):
+    result = CliRunner().invoke(main, ["demo", "--quick", "--out", str(tmp_path / "demo"),
+                                       "--figures", str(tmp_path / "figs")])
+    assert result.exit_code == 0, result.output
+    figs = sorted(p.name for p in (tmp_path / "figs").iterdir())
+    assert figs == sorted(["surface1d.png", "surface_pca.png", "hessian.png", "predictiveness.png", "between.png",
+                           "predictiveness-training.png"])

@@ -6,8 +6,8 @@ from landscape.cli._group import main
 
 # Importing a command module registers its command on ``main``.
 COMMAND_MODULES = (
-    "models", "train", "evaluate", "surface", "info", "predictiveness", "inputspace", "attention", "plot", "study",
-    "demo",
+    "models", "train", "evaluate", "surface", "hessian", "info", "predictiveness", "inputspace", "attention",
+    "plot", "study", "demo",
 )
 for _name in COMMAND_MODULES:
     importlib.import_module(f"landscape.cli.{_name}")

@@ -1,0 +1,134 @@
+"""``landscape hessian``: top eigenvalues, trace, spectral density and per-layer curvature of the loss Hessian."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from landscape.cli._group import main
+from landscape.cli._options import data_options, device_option, model_option, parse_key_values, seed_option
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--top-k", "top_k", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Number of extreme eigenvalues (0: none).")
+@click.option("--which", type=click.Choice(["LA", "SA", "LM"]), default="LA", show_default=True,
+              help="LA largest, SA smallest (negative curvature), LM largest magnitude.")
+@click.option("--tol", type=float, default=1e-3, show_default=True,
+              help="Stop when every ‖Hv − λv‖ ≤ tol·|λ| (eigenvalue error is about tol² relative).")
+@click.option("--max-iter", type=click.IntRange(min=1), default=None, help="Cap on HVPs for the eigenvalues.")
+@click.option("--trace", "do_trace", is_flag=True, help="Estimate tr(H).")
+@click.option("--trace-method", type=click.Choice(["hutch++", "hutchinson"]), default="hutch++",
+              show_default=True, help="Hutch++ (lower variance) or plain Hutchinson; Rademacher probes.")
+@click.option("--probes", type=click.IntRange(min=3), default=100, show_default=True,
+              help="HVPs spent on each trace estimate (whole model, or each layer).")
+@click.option("--density", "do_density", is_flag=True, help="Spectral density by stochastic Lanczos quadrature.")
+@click.option("--lanczos-steps", type=click.IntRange(min=2), default=100, show_default=True,
+              help="Lanczos steps (HVPs) per start vector for --density.")
+@click.option("--density-vectors", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Random start vectors averaged by --density.")
+@click.option("--per-layer", is_flag=True, help="Top eigenvalue and trace of each layer's own Hessian block.")
+@click.option("--layer-depth", type=click.IntRange(min=1), default=None,
+              help="With --per-layer: group parameters by the first N parts of their names (e.g. 2 = blocks).")
+@click.option("--params", "param_pattern", default=None, metavar="PATTERN",
+              help="Restrict H to parameters matching glob patterns (comma-separated), e.g. 'layer3.*,fc'.")
+@data_options
+@seed_option
+@click.option("--mode", type=click.Choice(["eval", "train"]), default="eval", show_default=True,
+              help="Model mode for the loss (train: BN batch statistics; fixed dropout masks).")
+@click.option("--save-eigenvectors", is_flag=True, help="Store the eigenvectors (for surface --dir eigen).")
+@click.option("--backend", type=click.Choice(["landscape", "pyhessian"]), default="landscape", show_default=True,
+              help="pyhessian: cross-check through PyHessian 0.1 (top eigenvalues and trace only).")
+@device_option
+@model_option
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Output HDF5 (default: next to CHECKPOINT, e.g. final_hessian.h5).")
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def hessian(checkpoint: str, top_k: int, which: str, tol: float, max_iter: int | None, do_trace: bool,
+            trace_method: str, probes: int, do_density: bool, lanczos_steps: int, density_vectors: int,
+            per_layer: bool, layer_depth: int | None, param_pattern: str | None, dataset: str | None,
+            data_dir: str | None, split: str, n_samples: int | None, batch_size: int, seed: int, mode: str,
+            save_eigenvectors: bool, backend: str, device: str, model_name: str | None,
+            model_options: tuple[str, ...], out: str | None, force: bool, quiet: bool) -> None:
+    """Curvature of the loss at CHECKPOINT: Hessian eigenvalues, trace, spectral density, per-layer blocks."""
+    import time
+
+    from landscape import hessian as H
+    from landscape._device import resolve_device
+    from landscape.checkpoint import load_checkpoint
+    from landscape.data import load_dataset
+    from landscape.errors import LandscapeError
+    from landscape.store.hessian import write_hessian
+
+    out = out or os.path.splitext(checkpoint)[0] + "_hessian.h5"
+    if os.path.exists(out) and not force:
+        raise LandscapeError(f"{out} exists; pass --force to overwrite or choose another --out")
+    if not (top_k or do_trace or do_density or per_layer):
+        raise LandscapeError("nothing to measure: use --top-k K (K ≥ 1), --trace, --density or --per-layer")
+    if backend == "pyhessian" and (do_density or per_layer or param_pattern or mode == "train" or which != "LA"):
+        raise LandscapeError("--backend pyhessian supports only --top-k (which LA) and --trace in eval mode")
+    dev = resolve_device(device)
+    model, meta = load_checkpoint(checkpoint, model=model_name, model_options=parse_key_values(model_options),
+                                  map_location=dev)
+    model.to(dev)
+    name = dataset or meta.get("dataset")
+    if not name:
+        raise LandscapeError(f"{checkpoint} does not record its dataset; pass --dataset NAME")
+    inputs, targets = load_dataset(name, split=split, n=n_samples, seed=seed,
+                                   data_dir=data_dir or meta.get("data_dir"))
+    batches = [(inputs[i:i + batch_size], targets[i:i + batch_size]) for i in range(0, len(inputs), batch_size)]
+    progress = not quiet
+    common = {"train_mode": mode == "train", "seed": seed, "params": param_pattern}
+    t0 = time.perf_counter()
+    stored: dict = {}
+    n_hvp = 0
+    if backend == "pyhessian":
+        from landscape.hessian._pyhessian import pyhessian_measure
+
+        res = pyhessian_measure(model, batches, k=max(top_k, 1), tol=tol, max_iter=max_iter or 100,
+                                trace_probes=probes if do_trace else None, seed=seed)
+        if top_k:
+            stored["eigenvalues"] = res["eigenvalues"][:top_k]
+        if do_trace:
+            stored["trace"], stored["trace_stderr"] = res["trace"], res["trace_stderr"]
+    else:
+        if top_k:
+            eig = H.eigenvalues(model, batches, k=top_k, which=which, tol=tol, max_iter=max_iter,
+                                return_eigenvectors=save_eigenvectors, progress=progress, **common)
+            stored.update(eigenvalues=eig.eigenvalues, residuals=eig.residuals, eigenvectors=eig.eigenvectors)
+            n_hvp += eig.n_hvp
+            if not eig.converged.all():
+                click.echo(f"warning: {int((~eig.converged).sum())} of {top_k} eigenpairs did not reach tol={tol}"
+                           f" within the HVP cap; see the residuals", err=True)
+        if do_trace:
+            tr = H.trace(model, batches, n_probes=probes, method=trace_method, progress=progress, **common)
+            stored.update(trace=tr.estimate, trace_stderr=tr.stderr)
+            n_hvp += tr.n_hvp
+        if do_density:
+            d = H.density(model, batches, n_steps=lanczos_steps, n_vectors=density_vectors, progress=progress,
+                          **common)
+            stored["density"] = {"grid": d.grid, "values": d.density, "nodes": d.nodes, "weights": d.weights}
+            n_hvp += d.n_hvp
+        if per_layer:
+            pl = H.per_layer(model, batches, k=1, tol=tol, n_probes=probes, method=trace_method,
+                             depth=layer_depth, train_mode=mode == "train", seed=seed, progress=progress)
+            stored["per_layer"] = {lc.name: {"eigenvalues": lc.eigenvalues, "residuals": lc.residuals,
+                                             "trace": lc.trace, "trace_stderr": lc.trace_stderr}
+                                   for lc in pl.layers}
+            n_hvp += pl.n_hvp
+    attrs = {"checkpoint": os.path.abspath(checkpoint), "checkpoint_sha256": meta.get("sha256"),
+             "model": meta.get("model"), "dataset": name, "split": split, "n_samples": len(inputs),
+             "batch_size": batch_size, "seed": seed, "mode": mode, "backend": backend, "which": which,
+             "k": top_k, "tol": tol, "probes": probes if do_trace or per_layer else None,
+             "trace_method": trace_method if do_trace else None, "lanczos_steps": lanczos_steps if do_density
+             else None, "density_vectors": density_vectors if do_density else None, "params": param_pattern,
+             "n_hvp": n_hvp, "seconds": time.perf_counter() - t0}
+    write_hessian(out, attrs=attrs, **stored)
+    if "eigenvalues" in stored:
+        click.echo("eigenvalues: " + " ".join(f"{v:.6g}" for v in stored["eigenvalues"]))
+    if "trace" in stored:
+        click.echo(f"trace: {stored['trace']:.6g} ± {stored['trace_stderr']:.2g}")
+    click.echo(out)
