@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from landscape._fs import ensure_writable_dir
 from landscape._version import __version__
 from landscape.errors import LandscapeError
 
@@ -32,12 +33,7 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename: never a half-written file."""
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise LandscapeError(f"cannot create folder {path.parent}: {exc.strerror}; choose another --out") from None
-    if not os.access(path.parent, os.W_OK):
-        raise LandscapeError(f"folder {path.parent} is not writable; choose another --out")
+    ensure_writable_dir(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:

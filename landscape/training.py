@@ -24,6 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from landscape._device import resolve_device
+from landscape._fs import ensure_writable_dir
 from landscape.checkpoint import read_checkpoint_file, save_checkpoint
 from landscape.data import augment as augment_batch
 from landscape.errors import LandscapeError
@@ -146,13 +147,7 @@ def train(
     if lr <= 0:
         raise LandscapeError(f"lr={lr} must be positive")
     device = resolve_device(device)
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise LandscapeError(f"cannot create output folder {out}: {exc.strerror}; choose another --out") from None
-    if not os.access(out, os.W_OK):
-        raise LandscapeError(f"output folder {out} is not writable; choose another --out")
+    out = ensure_writable_dir(out_dir)
 
     config = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "momentum": momentum,
               "weight_decay": weight_decay, "schedule": schedule, "seed": seed, "augment": augment,

@@ -85,5 +85,5 @@ def test_wrong_architecture_names_what_differs(tmp_path):
 def test_unwritable_folder_is_a_user_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(LandscapeError, match="cannot create folder"):
+    with pytest.raises(LandscapeError, match="cannot create output folder"):
         save_checkpoint(blocker / "sub" / "m.pt", _model(), {})

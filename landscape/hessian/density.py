@@ -17,7 +17,7 @@ import torch
 
 from landscape.errors import LandscapeError
 from landscape.hessian.lanczos import _orthogonalise
-from landscape.hessian.operator import SymmetricOperator
+from landscape.hessian.operator import CountingMatvec, SymmetricOperator
 
 
 @dataclass(frozen=True)
@@ -73,15 +73,7 @@ def density(op: SymmetricOperator, *, n_steps: int = 100, n_vectors: int = 1, se
         raise LandscapeError(f"n_steps={n_steps} and n_vectors={n_vectors} must both be at least 1")
     n_steps = min(n_steps, int(op.size))
     t0 = time.perf_counter()
-    done = 0
-
-    def apply(v: torch.Tensor) -> torch.Tensor:
-        nonlocal done
-        out = op.matvec(v).to(torch.float64)
-        done += 1
-        if callback is not None:
-            callback(done)
-        return out
+    apply = CountingMatvec(op, callback)
 
     gen = torch.Generator().manual_seed(int(seed))
     nodes, weights = np.zeros((n_vectors, n_steps)), np.zeros((n_vectors, n_steps))
@@ -99,5 +91,5 @@ def density(op: SymmetricOperator, *, n_steps: int = 100, n_vectors: int = 1, se
     values /= np.sqrt(2 * np.pi) * sigma
     area = np.trapezoid(values, grid) if hasattr(np, "trapezoid") else np.trapz(values, grid)
     values /= area  # remove the tiny truncation and discretisation error so it integrates to 1 exactly
-    return DensityResult(grid=grid, density=values, nodes=nodes, weights=weights, sigma=sigma, n_matvec=done,
+    return DensityResult(grid=grid, density=values, nodes=nodes, weights=weights, sigma=sigma, n_matvec=apply.count,
                          seconds=time.perf_counter() - t0, seed=seed)

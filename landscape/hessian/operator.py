@@ -30,6 +30,20 @@ class SymmetricOperator(Protocol):
     def matvec(self, v: torch.Tensor) -> torch.Tensor: ...
 
 
+class CountingMatvec:
+    """``op.matvec`` returning float64, counting its calls and reporting the count to ``callback`` after each."""
+
+    def __init__(self, op: SymmetricOperator, callback: Callable[[int], None] | None = None) -> None:
+        self.op, self.callback, self.count = op, callback, 0
+
+    def __call__(self, v: torch.Tensor) -> torch.Tensor:
+        out = self.op.matvec(v).to(torch.float64)
+        self.count += 1
+        if self.callback is not None:
+            self.callback(self.count)
+        return out
+
+
 class DenseOperator:
     """A symmetric matrix as an operator; counts its matvecs."""
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from landscape.errors import LandscapeError
-from landscape.hessian.operator import SymmetricOperator
+from landscape.hessian.operator import CountingMatvec, SymmetricOperator
 
 TraceMethod = Literal["hutch++", "hutchinson", "exact"]
 
@@ -56,15 +56,7 @@ def trace(op: SymmetricOperator, *, n_probes: int = 100, method: TraceMethod = "
     """
     t0 = time.perf_counter()
     n = int(op.size)
-    done = 0
-
-    def apply(v: torch.Tensor) -> torch.Tensor:
-        nonlocal done
-        out = op.matvec(v).to(torch.float64)
-        done += 1
-        if callback is not None:
-            callback(done)
-        return out
+    apply = CountingMatvec(op, callback)
 
     if method == "exact":
         eye = torch.zeros(n, dtype=torch.float64, device=op.device)
@@ -73,7 +65,7 @@ def trace(op: SymmetricOperator, *, n_probes: int = 100, method: TraceMethod = "
             eye.zero_()
             eye[i] = 1.0
             total += float(apply(eye)[i])
-        return TraceResult(total, 0.0, done, method, time.perf_counter() - t0, seed, np.zeros(0))
+        return TraceResult(total, 0.0, apply.count, method, time.perf_counter() - t0, seed, np.zeros(0))
     if method not in ("hutch++", "hutchinson"):
         raise LandscapeError(f"trace method {method!r} is not one of hutch++, hutchinson, exact")
     minimum = 3 if method == "hutch++" else 2
@@ -83,7 +75,7 @@ def trace(op: SymmetricOperator, *, n_probes: int = 100, method: TraceMethod = "
     if method == "hutchinson":
         samples = np.array([float(z @ apply(z)) for z in rademacher(n, n_probes, generator=gen, device=op.device)])
         est, err = _stats(samples)
-        return TraceResult(est, err, done, method, time.perf_counter() - t0, seed, samples)
+        return TraceResult(est, err, apply.count, method, time.perf_counter() - t0, seed, samples)
 
     n_sketch = min(n_probes // 3, n)
     n_rest = n_probes - 2 * n_sketch
@@ -99,5 +91,5 @@ def trace(op: SymmetricOperator, *, n_probes: int = 100, method: TraceMethod = "
     est, err = _stats(samples)
     if n_sketch == n:  # the sketch spans everything: the trace is exact
         est, err = 0.0, 0.0
-    return TraceResult(sketch_trace + est, err, done, method, time.perf_counter() - t0, seed, samples,
+    return TraceResult(sketch_trace + est, err, apply.count, method, time.perf_counter() - t0, seed, samples,
                        sketch_trace=sketch_trace)

@@ -13,26 +13,16 @@ from typing import Any
 import h5py
 import numpy as np
 
+from landscape._fs import ensure_writable_dir
 from landscape._version import __version__
 from landscape.errors import LandscapeError
-
-
-def _check_writable(path: Path) -> None:
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.exists():
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise LandscapeError(f"cannot create output folder {folder}: {exc.strerror}; choose another --out") from None
-    if not os.access(folder, os.W_OK):
-        raise LandscapeError(f"output folder {folder} is not writable; choose another --out")
 
 
 @contextlib.contextmanager
 def atomic_h5(path: str | os.PathLike[str]) -> Iterator[h5py.File]:
     """Open a new HDF5 file under a temporary name and rename it to ``path`` only when the block succeeds."""
     path = Path(path)
-    _check_writable(path)
+    ensure_writable_dir(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
     os.close(fd)
     try:
