@@ -19,19 +19,28 @@ def seed_option(f: F) -> F:
     return click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random choice.")(f)
 
 
+def dataset_options(*, split: str = "train", batch_size: int = 128,
+                    batch_help: str = "Evaluation batch size.") -> Callable[[F], F]:
+    """--dataset, --data-dir, --split, --batch-size, with per-command defaults."""
+
+    def decorate(f: F) -> F:
+        f = click.option("--batch-size", type=click.IntRange(min=1), default=batch_size, show_default=True,
+                         help=batch_help)(f)
+        f = click.option("--split", type=click.Choice(["train", "test"]), default=split, show_default=True,
+                         help="Which split to evaluate on.")(f)
+        f = click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+                         help="Folder holding CIFAR data (python pickle layout).")(f)
+        return click.option("--dataset", default=None,
+                            help="digits, cifar10, cifar100 or synthetic (default: the checkpoint's own).")(f)
+
+    return decorate
+
+
 def data_options(f: F) -> F:
-    """--dataset, --data-dir, --split, --n-samples, --batch-size for commands that evaluate a checkpoint."""
-    f = click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True,
-                     help="Evaluation batch size.")(f)
+    """The dataset options plus --n-samples, for commands that evaluate a checkpoint on (a subset of) a split."""
     f = click.option("--n-samples", type=click.IntRange(min=1), default=None,
                      help="Use a seeded subset of N samples (default: all).")(f)
-    f = click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True,
-                     help="Which split to evaluate on.")(f)
-    f = click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-                     help="Folder holding CIFAR data (python pickle layout).")(f)
-    f = click.option("--dataset", default=None,
-                     help="digits, cifar10, cifar100 or synthetic (default: the checkpoint's own).")(f)
-    return f
+    return dataset_options()(f)
 
 
 def model_option(f: F) -> F:

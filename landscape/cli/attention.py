@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from landscape.cli._group import main
-from landscape.cli._options import device_option, model_option, seed_option
+from landscape.cli._options import dataset_options, device_option, model_option, seed_option
 
 
 @main.command()
@@ -14,11 +14,8 @@ from landscape.cli._options import device_option, model_option, seed_option
               help="Samples (seeded subset of the split) to average weights and importances over.")
 @click.option("--importance", type=click.Choice(["ablation", "taylor"]), default="ablation", show_default=True,
               help="ablation: loss increase when a channel is zeroed; taylor: mean |activation × gradient|.")
-@click.option("--dataset", default=None, help="Dataset (default: the checkpoint's own).")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder holding CIFAR data.")
-@click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
-              help="Samples per forward pass (ablation replicates them per channel up to this size).")
+@dataset_options(split="test", batch_size=256,
+                 batch_help="Samples per forward pass (ablation replicates them per channel up to this size).")
 @seed_option
 @device_option
 @model_option

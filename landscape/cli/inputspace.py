@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from landscape.cli._group import main
-from landscape.cli._options import device_option, model_option, seed_option
+from landscape.cli._options import dataset_options, device_option, model_option, seed_option
 
 
 @main.command()
@@ -29,11 +29,7 @@ from landscape.cli._options import device_option, model_option, seed_option
               help="between: pairs, half same-class and half different-class.")
 @click.option("--draws", type=click.IntRange(min=1), default=5, show_default=True,
               help="noise: seeded noise draws averaged per σ.")
-@click.option("--dataset", default=None, help="Dataset (default: the checkpoint's own).")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder holding CIFAR data.")
-@click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
-              help="Points per forward pass.")
+@dataset_options(split="test", batch_size=256, batch_help="Points per forward pass.")
 @seed_option
 @device_option
 @model_option
