@@ -56,6 +56,10 @@ def test_study_runs_resumes_and_compares(tmp_path):
     for label in ("add", "gate"):
         assert (out / label / "final.pt").exists() and (out / label / "predictiveness.h5").exists()
     assert (out / "predictiveness.png").stat().st_size > 0
+    import h5py
+
+    with h5py.File(out / "add" / "predictiveness.h5") as probes, h5py.File(out / "add" / "results" / "predictiveness.h5") as at_end:
+        assert probes.attrs["source"] != at_end.attrs["source"]  # training probes are not overwritten by the analysis
     assert (tmp_path / "figs" / "predictiveness-training.png").exists()
     record = json.loads((out / "study.json").read_text())
     assert {"train/add", "train/gate", "predictiveness/add", "evaluate/gate"} <= set(record)

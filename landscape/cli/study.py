@@ -123,7 +123,8 @@ def run_study(spec: dict[str, Any], *, echo: Callable[[str], Any] = click.echo, 
         compare_options = options.pop("compare", {})
         files = []
         for label in labels:
-            target = out / label / f"{name}.h5"
+            # A folder of their own: the run folder already holds the training probes' predictiveness.h5.
+            target = out / label / "results" / f"{name}.h5"
             opts = dict(options)
             if command == "surface" and opts.get("dir") == "pca":
                 opts.setdefault("trajectory", str(out / label))
