@@ -140,3 +140,19 @@ def test_attention_cli_without_attention_modules(ckpt, tmp_path):
     res = run("attention", ckpt, "--samples", 4, "--out", tmp_path / "x.h5")
     assert res.exit_code == 1 and res.output.count("\n") == 1
     assert "no attention modules" in res.output and "se_resnet8" in res.output
+
+
+def test_every_result_kind_records_the_checkpoint_sha256(tmp_path):
+    """Provenance under one attribute name for every result kind written from a checkpoint."""
+    from landscape.checkpoint import file_sha256
+
+    model = seeded_model("se_resnet8", num_classes=10, in_channels=1, seed=0)
+    ckpt = save_checkpoint(tmp_path / "m.pt", model, {"dataset": "digits"})
+    runner = CliRunner()
+    outs = {"inputspace": tmp_path / "i.h5", "attention": tmp_path / "a.h5"}
+    for cmd, extra in [("inputspace", ["--mode", "noise", "--sigma", "0:1:2", "--draws", "1", "--samples", "8"]),
+                       ("attention", ["--samples", "8", "--importance", "taylor"])]:
+        r = runner.invoke(main, [cmd, str(ckpt), *extra, "--quiet", "--out", str(outs[cmd])])
+        assert r.exit_code == 0, r.output
+        with h5py.File(outs[cmd]) as f:
+            assert f.attrs["checkpoint_sha256"] == file_sha256(ckpt)

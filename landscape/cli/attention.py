@@ -49,7 +49,7 @@ def attention(checkpoint: str, samples: int, importance: str, dataset: str | Non
     result = attention_importance(model, x, y, importance=importance, batch_size=batch_size, seed=seed,
                                   progress=False if quiet else None)
     modules, attrs = to_store(result)
-    attrs.update(checkpoint=os.path.abspath(checkpoint), sha256=meta.get("sha256"), model=meta.get("model"),
+    attrs.update(checkpoint=os.path.abspath(checkpoint), checkpoint_sha256=meta.get("sha256"), model=meta.get("model"),
                  model_options=meta.get("model_options"), dataset=dataset, split=split, label=meta.get("model"))
     write_attention(out, modules=modules, attrs=attrs)
     click.echo(f"{out}  pooled Spearman ρ={result.pooled.spearman:.3f} (p={result.pooled.spearman_p:.2g}), "

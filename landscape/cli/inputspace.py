@@ -87,7 +87,7 @@ def inputspace(checkpoint: str, mode: str, directions: str, n_directions: int, r
     else:
         result = noise_robustness(model, x, y, sigmas=sigmas, draws=draws, seed=seed, batch_size=batch_size,
                                   progress=False if quiet else None)
-    attrs = {**result_attrs(result), "checkpoint": os.path.abspath(checkpoint), "sha256": meta.get("sha256"),
+    attrs = {**result_attrs(result), "checkpoint": os.path.abspath(checkpoint), "checkpoint_sha256": meta.get("sha256"),
              "model": meta.get("model"), "model_options": meta.get("model_options"), "dataset": dataset,
              "split": split, "batch_size": batch_size, "label": meta.get("model")}
     write_inputspace(out, mode=result.mode, arrays=to_arrays(result), attrs=attrs)

@@ -3,7 +3,7 @@
 Root attributes: ``schema``, ``library_version``, ``importance`` (ablation | taylor), ``n_modules``, ``base_loss``,
 ``n_samples``, ``n_forward``, ``seconds``, ``seed``, the pooled correlation ``spearman``, ``spearman_p``,
 ``kendall``, ``kendall_p`` (over all channels of all modules), the same four with the prefix ``within_`` (pooled
-over ranks normalised within each module), and provenance (``checkpoint``, ``sha256``, ``model``,
+over ranks normalised within each module), and provenance (``checkpoint``, ``checkpoint_sha256``, ``model``,
 ``dataset``, ``split``).
 One group per attention module, ``modules/000``, ``modules/001`` … in forward order, with attributes ``name``
 (qualified module name), ``kind`` (class name), ``spearman``, ``spearman_p``, ``kendall``, ``kendall_p`` and

@@ -1,7 +1,7 @@
 """HDF5 layout of input-space results (schema ``landscape.inputspace/1``); a public contract.
 
 Root attributes: ``schema``, ``library_version``, ``mode`` (around | between | noise) plus the run's settings
-(``directions``, ``seed``, ``checkpoint``, ``sha256``, ``model``, ``dataset``, ``split``, ``n_forward``,
+(``directions``, ``seed``, ``checkpoint``, ``checkpoint_sha256``, ``model``, ``dataset``, ``split``, ``n_forward``,
 ``seconds`` …). Datasets by mode (S samples, K directions, P pairs, D draws, N grid points):
 
 - around: ``radius`` (N,), ``loss`` / ``prob`` (S, K, N) float64, ``pred`` (S, K, N) int64, ``target`` (S,),
