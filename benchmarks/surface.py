@@ -2,6 +2,7 @@
 
     python benchmarks/surface.py overhead            # seconds per point / forward-only floor (target <= 1.05)
     python benchmarks/surface.py adaptive --n 200000 # forward passes saved by --precision-target, and coverage
+    python benchmarks/surface.py radii --threads 1   # the same, trained here, for grid radii 0.05 .. 1.0
 
 ``overhead`` times, interleaved so load on a shared machine hits both alike, (a) one forward-only pass over the
 evaluation data at the same batch size in inference mode (the floor) and (b) one surface point (weights set from
@@ -12,6 +13,15 @@ including HDF5 writes, per point. It prints the medians and their ratios.
 draws a large synthetic set with the same recipe as ``landscape.data`` (class prototypes + noise), computes the
 full-data surface once, then the adaptive one at each EPS, and prints the forward-pass ratio and the share of
 points whose full-data loss lies within 3 reported standard errors.
+
+``radii`` asks where adaptive precision pays off. It draws a large synthetic set (``--n``, lower noise than
+"synthetic" so a small model fits it well), trains resnet8 on it briefly with ``landscape.training.train``
+(seeded), then for each radius R evaluates the 1D grid -R:R:P (and, with ``--two-d``, the 2D grid -R:R:Q squared)
+along random filter-normalised directions (seed 0): once over all N samples, then adaptively at each EPS. Per
+radius it prints the per-sample loss spread s (from the full pass), the forward-pass ratio full/adaptive, the
+ratio predicted from s (a point needs about max(min_samples, (s/EPS)²) samples, at most N), and the coverage:
+the share of points whose full-data loss lies within 3 reported standard errors, over all points and over the
+points that stopped early (a point that ran to N reports the full-data loss itself).
 """
 
 from __future__ import annotations
@@ -82,14 +92,14 @@ def overhead(args):
         overhead_case(name, model, x, y, batch_size=args.batch_size, reps=args.reps)
 
 
-def big_synthetic(n, *, seed=7, c=1, h=8, w=8, classes=10):
+def big_synthetic(n, *, seed=7, c=1, h=8, w=8, classes=10, noise=1.0):
     """The recipe of landscape.data's "synthetic" (same prototypes), any number of samples."""
     protos = F.avg_pool2d(torch.randn(classes, c, h + 2, w + 2, generator=torch.Generator().manual_seed(1234)), 3,
                           stride=1)
     protos = protos / protos.flatten(1).std(dim=1).view(-1, 1, 1, 1)
     gen = torch.Generator().manual_seed(seed)
     y = torch.randint(classes, (n,), generator=gen)
-    return (protos[y] * 0.5 + torch.randn(n, c, h, w, generator=gen)).contiguous(), y
+    return (protos[y] * 0.5 + noise * torch.randn(n, c, h, w, generator=gen)).contiguous(), y
 
 
 def adaptive(args):
@@ -128,6 +138,63 @@ def adaptive(args):
               f"{100 * np.mean(z < 3):.1f}% of points (within 2: {100 * np.mean(z < 2):.1f}%), max |z| {z.max():.2f}")
 
 
+def radii(args):
+    from landscape.models import build_model
+    from landscape.training import train
+
+    x, y = big_synthetic(args.n, seed=0, noise=args.noise)
+    xt, yt = big_synthetic(5000, seed=1, noise=args.noise)
+    torch.manual_seed(0)
+    model = build_model("resnet8", num_classes=10, in_channels=1)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        res = train(model, (x, y), (xt, yt), epochs=args.epochs, batch_size=128, lr=0.05, seed=0, out_dir=tmp,
+                    progress=False)
+    m = res.metrics[-1]
+    print(f"trained resnet8 on N={args.n} (noise {args.noise}) for {args.epochs} epochs in "
+          f"{time.perf_counter() - t0:.0f} s: train loss {m['train_loss']:.4f} acc {m['train_acc']:.4f}, "
+          f"test loss {m['test_loss']:.4f} acc {m['test_acc']:.4f}")
+    model.eval()
+    w = params.get_tensors(model)
+    xs, ys = ordered_data(x, y, seed=0, device="cpu")
+    grids = [(r, Grid(parse_axis(f"-{r}:{r}:{args.points}"))) for r in args.radii]
+    if args.two_d:
+        grids += [(r, Grid(parse_axis(f"-{r}:{r}:{args.two_d}"), parse_axis(f"-{r}:{r}:{args.two_d}")))
+                  for r in args.radii]
+    dsets = {nd: build_directions("random", w, ndim=nd, seed=0) for nd in {1 if g.y is None else 2 for _, g in grids}}
+    head = (f"{'grid':<24}{'pts':>4}{'s min':>8}{'s max':>8}{'loss min':>9}{'loss max':>9}"
+            + "".join(f" | EPS={e:<6g}{'ratio':>7}{'pred':>7}{'n min':>8}{'n max':>8}{'cov3 all':>10}{'early':>12}"
+                      f"{'max|z|':>7}" for e in args.eps))
+    print(head)
+    pooled = {e: [] for e in args.eps}
+    for _r, grid in grids:
+        ds = dsets[1 if grid.y is None else 2]
+        kw = dict(grid=grid, base=w, directions=[ds.x] if grid.y is None else [ds.x, ds.y], inputs=xs, targets=ys,
+                  batch_size=args.batch_size)
+        full = list(compute_points(model, range(grid.size), **kw))
+        sd = np.array([p.stderr * p.n**0.5 for p in full])
+        loss = np.array([p.loss for p in full])
+        spec = grid.x.spec + ("" if grid.y is None else f" x {grid.y.spec}")
+        line = f"{spec:<24}{grid.size:>4}{sd.min():8.3g}{sd.max():8.3g}{loss.min():9.4f}{loss.max():9.4f}"
+        for eps in args.eps:
+            fast = list(compute_points(model, range(grid.size), precision_target=eps, min_samples=args.min_samples,
+                                       **kw))
+            n = np.array([p.n for p in fast])
+            z = np.array([abs(a.loss - b.loss) / a.stderr if a.stderr > 0 else 0.0 for a, b in zip(fast, full)])
+            early = n < args.n
+            pooled[eps] += list(zip(z, early))
+            pred = grid.size * args.n / np.minimum(args.n, np.maximum(args.min_samples, (sd / eps) ** 2)).sum()
+            ez = f"{np.sum(z[early] < 3)}/{early.sum()}"
+            line += (f" | {'':<10}{grid.size * args.n / n.sum():7.2f}{pred:7.2f}{n.min():8d}{n.max():8d}"
+                     f"{100 * np.mean(z < 3):9.1f}%{ez:>12}{z.max():7.2f}")
+        print(line, flush=True)
+    for eps, zs in pooled.items():
+        z = np.array([a for a, _ in zs])
+        e = np.array([b for _, b in zs])
+        print(f"EPS={eps:g}: pooled over {len(z)} points: within 3 stderr {100 * np.mean(z < 3):.1f}% "
+              f"(early-stopped points: {np.sum(z[e] < 3)}/{e.sum()}, within 2: {np.sum(z[e] < 2)}/{e.sum()})")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="mode", required=True)
@@ -143,13 +210,23 @@ def main():
     a.add_argument("--eps", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2])
     a.add_argument("--min-samples", type=int, default=1000)
     a.add_argument("--batch-size", type=int, default=1000)
-    for p in (o, a):
+    r = sub.add_parser("radii")
+    r.add_argument("--n", type=int, default=200_000)
+    r.add_argument("--noise", type=float, default=0.5, help="noise std (landscape.data's synthetic: 1.0)")
+    r.add_argument("--epochs", type=int, default=2)
+    r.add_argument("--radii", type=float, nargs="+", default=[0.05, 0.1, 0.25, 0.5, 1.0])
+    r.add_argument("--points", type=int, default=7, help="1D grid -R:R:POINTS")
+    r.add_argument("--two-d", type=int, default=0, help="also the 2D grid -R:R:Q squared (0: no)")
+    r.add_argument("--eps", type=float, nargs="+", default=[1e-3, 1e-2])
+    r.add_argument("--min-samples", type=int, default=4000, help="the CLI's default")
+    r.add_argument("--batch-size", type=int, default=1000)
+    for p in (o, a, r):
         p.add_argument("--threads", type=int, default=None,
                        help="torch threads (default: torch's choice; use 1 on a busy machine)")
     args = ap.parse_args()
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
-    (overhead if args.mode == "overhead" else adaptive)(args)
+    {"overhead": overhead, "adaptive": adaptive, "radii": radii}[args.mode](args)
 
 
 if __name__ == "__main__":
