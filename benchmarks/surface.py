@@ -3,6 +3,7 @@
     python benchmarks/surface.py overhead            # seconds per point / forward-only floor (target <= 1.05)
     python benchmarks/surface.py adaptive --n 200000 # forward passes saved by --precision-target, and coverage
     python benchmarks/surface.py radii --threads 1   # the same, trained here, for grid radii 0.05 .. 1.0
+    python benchmarks/surface.py coverage            # the stopping rule replayed over 500 random sample orders
 
 ``overhead`` times, interleaved so load on a shared machine hits both alike, (a) one forward-only pass over the
 evaluation data at the same batch size in inference mode (the floor) and (b) one surface point (weights set from
@@ -22,6 +23,12 @@ radius it prints the per-sample loss spread s (from the full pass), the forward-
 ratio predicted from s (a point needs about max(min_samples, (s/EPS)²) samples, at most N), and the coverage:
 the share of points whose full-data loss lies within 3 reported standard errors, over all points and over the
 points that stopped early (a point that ran to N reports the full-data loss itself).
+
+``coverage`` trains the same way, computes the per-sample losses at a few points along that direction once, and
+replays the stopping rule of ``evaluate`` over ``--orders`` random sample orders: in one surface run every point
+shares one order, so its points' misses are one event, and coverage is only measurable as a probability over orders.
+Per point it prints the median n, the saving, the share of orders whose full-data loss lies within 3 (and 2)
+reported standard errors, and the mean signed error in standard errors (the stopping rule's bias).
 """
 
 from __future__ import annotations
@@ -138,7 +145,8 @@ def adaptive(args):
               f"{100 * np.mean(z < 3):.1f}% of points (within 2: {100 * np.mean(z < 2):.1f}%), max |z| {z.max():.2f}")
 
 
-def radii(args):
+def _trained_on_big_set(args):
+    """resnet8 trained briefly (seeded) on a large synthetic set; returns the model (eval mode) and the set."""
     from landscape.models import build_model
     from landscape.training import train
 
@@ -154,7 +162,11 @@ def radii(args):
     print(f"trained resnet8 on N={args.n} (noise {args.noise}) for {args.epochs} epochs in "
           f"{time.perf_counter() - t0:.0f} s: train loss {m['train_loss']:.4f} acc {m['train_acc']:.4f}, "
           f"test loss {m['test_loss']:.4f} acc {m['test_acc']:.4f}")
-    model.eval()
+    return model.eval(), x, y
+
+
+def radii(args):
+    model, x, y = _trained_on_big_set(args)
     w = params.get_tensors(model)
     xs, ys = ordered_data(x, y, seed=0, device="cpu")
     grids = [(r, Grid(parse_axis(f"-{r}:{r}:{args.points}"))) for r in args.radii]
@@ -195,6 +207,53 @@ def radii(args):
               f"(early-stopped points: {np.sum(z[e] < 3)}/{e.sum()}, within 2: {np.sum(z[e] < 2)}/{e.sum()})")
 
 
+def _first_stop(cum1, cum2, ends, *, eps, min_samples, total):
+    """Index into ``ends`` where evaluate()'s rule stops (first batch end with n >= min_samples, n < total and
+    s/sqrt(n) < eps), or the last one."""
+    var = np.maximum(cum2 - cum1 * cum1 / ends, 0.0) / np.maximum(ends - 1, 1)
+    ok = (ends >= min_samples) & (ends < total) & (np.sqrt(var / ends) < eps)
+    hit = np.flatnonzero(ok)
+    return int(hit[0]) if hit.size else len(ends) - 1
+
+
+def coverage(args):
+    """Replays the stopping rule of ``--precision-target`` over many random sample orders (on per-sample losses
+    computed once), so the coverage of its error bars is a probability, not one draw."""
+    model, x, y = _trained_on_big_set(args)
+    w = params.get_tensors(model)
+    ds = build_directions("random", w, ndim=1, seed=0)
+    live = params.live_tensors(model, w.keys())
+    rng = np.random.default_rng(args.seed)
+    ends = np.arange(args.batch_size, args.n + args.batch_size, args.batch_size).clip(max=args.n).astype(float)
+    print(f"{'alpha':>6}{'loss':>9}{'s':>8}{'EPS':>8}{'min n':>7}{'orders':>8}{'stopped':>9}{'n median':>10}"
+          f"{'saving':>8}{'cov3':>8}{'cov2':>8}{'bias/se':>9}")
+    try:
+        for alpha in args.alphas:
+            params.set_tensors(live, w, [(alpha, ds.x)])
+            with torch.inference_mode():
+                losses = torch.cat([F.cross_entropy(model(x[i:i + 4096]), y[i:i + 4096], reduction="none")
+                                    for i in range(0, args.n, 4096)]).double().numpy()
+            full, sd = losses.mean(), losses.std(ddof=1)
+            res = {(e, m): [] for e in args.eps for m in args.min_samples}
+            for _ in range(args.orders):
+                lp = losses[rng.permutation(args.n)] - full  # centred: running sums stay cancellation-free
+                c1 = np.cumsum(lp)[ends.astype(int) - 1]
+                c2 = np.cumsum(lp * lp)[ends.astype(int) - 1]
+                for (e, m), out in res.items():
+                    k = _first_stop(c1, c2, ends, eps=e, min_samples=m, total=args.n)
+                    n = ends[k]
+                    se = np.sqrt(max(c2[k] - c1[k] ** 2 / n, 0.0) / (n - 1) / n)
+                    out.append((n, c1[k] / n / se if se > 0 else 0.0))
+            for (e, m), out in res.items():
+                n, z = np.array(out).T
+                stopped = n < args.n
+                print(f"{alpha:6.3g}{full:9.4f}{sd:8.3f}{e:8.0e}{m:7d}{args.orders:8d}{stopped.mean():8.0%} "
+                      f"{np.median(n):10.0f}{args.n / n.mean():7.2f}x{np.mean(np.abs(z) < 3):8.1%}"
+                      f"{np.mean(np.abs(z) < 2):8.1%}{z.mean():+9.2f}", flush=True)
+    finally:
+        params.set_tensors(live, w, [])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="mode", required=True)
@@ -220,13 +279,24 @@ def main():
     r.add_argument("--eps", type=float, nargs="+", default=[1e-3, 1e-2])
     r.add_argument("--min-samples", type=int, default=4000, help="the CLI's default")
     r.add_argument("--batch-size", type=int, default=1000)
-    for p in (o, a, r):
+    c = sub.add_parser("coverage")
+    c.add_argument("--n", type=int, default=200_000)
+    c.add_argument("--noise", type=float, default=1.0, help="noise std (landscape.data's synthetic: 1.0)")
+    c.add_argument("--epochs", type=int, default=3)
+    c.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.25, 1.0],
+                   help="points along one random filter-normalised direction (seed 0)")
+    c.add_argument("--eps", type=float, nargs="+", default=[1e-3, 1e-2])
+    c.add_argument("--min-samples", type=int, nargs="+", default=[1000, 4000])
+    c.add_argument("--orders", type=int, default=500, help="random sample orders replayed per point")
+    c.add_argument("--seed", type=int, default=0, help="seed of the replayed orders")
+    c.add_argument("--batch-size", type=int, default=1000)
+    for p in (o, a, r, c):
         p.add_argument("--threads", type=int, default=None,
                        help="torch threads (default: torch's choice; use 1 on a busy machine)")
     args = ap.parse_args()
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
-    {"overhead": overhead, "adaptive": adaptive, "radii": radii}[args.mode](args)
+    {"overhead": overhead, "adaptive": adaptive, "radii": radii, "coverage": coverage}[args.mode](args)
 
 
 if __name__ == "__main__":
