@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
-import pickle
+import pickletools
 import tempfile
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,67 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _pickle_imports(path: Path) -> list[str] | None:
+    """The globals a pickle would import (``module.name``), read from its opcodes without executing anything; None
+    when ``path`` is not a pickle (or, for torch's zip format, its ``data.pkl``)."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                name = next((n for n in z.namelist() if n.endswith("/data.pkl") or n == "data.pkl"), None)
+                if name is None:
+                    return None
+                data = z.read(name)
+        else:
+            data = path.read_bytes()
+        # STACK_GLOBAL takes module and name from the stack; they are pushed as strings just before, or fetched
+        # from the memo when repeated, so strings and the memo are followed (nothing else is needed here).
+        found, strings, memo, last = [], [], {}, None
+        stream = io.BytesIO(data)
+        ops = []
+        # torch's legacy format is several pickles in a row, then raw storage bytes: read pickles until one fails.
+        with contextlib.suppress(Exception):
+            while stream.tell() < len(data):
+                for item in pickletools.genops(stream):
+                    ops.append(item)
+        if not ops:
+            return None
+        for op, arg, _pos in ops:
+            pushed = None
+            if op.name == "GLOBAL":
+                found.append(str(arg).replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+            elif op.name == "MEMOIZE":
+                memo[len(memo)] = last
+            elif op.name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                memo[int(arg)] = last
+            elif op.name in ("GET", "BINGET", "LONG_BINGET"):
+                pushed = memo.get(int(arg))
+            elif isinstance(arg, str):
+                pushed = arg
+            if isinstance(pushed, str):
+                strings.append(pushed)
+            if op.name not in ("MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"):
+                last = pushed
+        return list(dict.fromkeys(found))
+    except Exception:  # not a pickle, or truncated: nothing to report
+        return None
+
+
+def _describe(path: Path) -> str:
+    """A few words on what a file that is not a checkpoint holds, for error messages."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if size == 0:
+        return "an empty file"
+    if head == b"PK":
+        return f"a zip archive of {size} bytes that is incomplete or not torch's format"
+    if head[:1] == b"\x80":
+        return f"a pickle (protocol {head[1]}) of {size} bytes that is truncated or holds objects torch cannot load"
+    return f"{size} bytes that are neither a zip archive nor a pickle"
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
@@ -71,21 +135,21 @@ def read_checkpoint_file(path: str | os.PathLike[str], map_location: str | torch
     if path.is_dir():
         raise LandscapeError(f"{path} is a folder; give a checkpoint file (e.g. {path}/final.pt)")
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        lines = str(exc).strip().splitlines()
-        detail = next((ln for ln in lines if "GLOBAL" in ln or "global" in ln), None)
-        if detail is None:  # garbage bytes also fail here ("Unsupported operand"): not hostile, just not ours
+        with warnings.catch_warnings():
+            # Plain pickles of protocol > 2 make torch warn before it fails; the one-line error below says it all.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            obj = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception:  # truncated zips surface as RuntimeError, KeyError, EOFError, BadZipFile, UnpicklingError...
+        imports = _pickle_imports(path)
+        unsafe = [g for g in imports or () if not g.startswith(("torch.", "collections.OrderedDict", "builtins."))]
+        if unsafe:
             raise LandscapeError(
-                f"{path} is not a readable PyTorch checkpoint (truncated or foreign file?): {lines[0][:120] if lines else ''}"
+                f"refusing to load {path}: it is a pickle that would import {', '.join(unsafe[:3])}, which could run "
+                "code, not just tensors; load only checkpoints you trust, written by landscape train or torch.save"
             ) from None
         raise LandscapeError(
-            f"refusing to load {path}: it contains objects that could run code, not just tensors ({detail.strip()[:160]})"
-        ) from None
-    except Exception as exc:  # truncated zips surface as RuntimeError, KeyError, EOFError, BadZipFile...
-        msg = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise LandscapeError(
-            f"{path} is not a readable PyTorch checkpoint (truncated or foreign file?): {msg}"
+            f"{path} is not a readable PyTorch checkpoint (truncated or foreign file?): found {_describe(path)}; "
+            "expected a file written by landscape train or torch.save of a state dict"
         ) from None
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         return obj

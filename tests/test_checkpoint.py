@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 
 import pytest
 import torch
@@ -54,6 +55,20 @@ def test_hostile_pickle_is_refused_without_running(tmp_path, monkeypatch):
         load_checkpoint(tmp_path / "evil.pt")
     assert "\n" not in str(err.value)
     assert not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_raw_and_legacy_hostile_pickles_name_the_import(tmp_path, monkeypatch, recwarn, protocol):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "raw.pt").write_bytes(pickle.dumps({"state_dict": {}, "x": _Evil()}, protocol=protocol))
+    torch.save({"payload": _Evil()}, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False,
+               pickle_protocol=protocol)
+    for name in ("raw.pt", "legacy.pt"):
+        with pytest.raises(LandscapeError, match=r"refusing to load .*(posix|os|nt)\.system") as err:
+            load_checkpoint(tmp_path / name)
+        assert "\n" not in str(err.value)
+    assert not (tmp_path / "PWNED").exists()
+    assert not [w for w in recwarn if "pickle protocol" in str(w.message)]
 
 
 def test_broken_and_foreign_files(tmp_path):
