@@ -1,8 +1,11 @@
-"""File-system rules shared by everything that writes: one place for the writable-folder check."""
+"""File-system rules shared by everything that writes: the writable-folder check and atomic replacement."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from landscape.errors import LandscapeError
@@ -18,3 +21,24 @@ def ensure_writable_dir(folder: str | os.PathLike[str]) -> Path:
     if not os.access(folder, os.W_OK):
         raise LandscapeError(f"output folder {folder} is not writable; choose another --out")
     return folder
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary name beside ``path``; rename it to ``path`` only when the block succeeds."""
+    path = Path(path)
+    folder = ensure_writable_dir(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:  # os.access can say yes where creating a file fails (root on /proc, read-only mounts)
+        raise LandscapeError(f"cannot create a file in {folder}: {exc.strerror or exc}; choose another --out") from None
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise LandscapeError(f"cannot write {path}: {exc.strerror or exc}; choose another --out") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)

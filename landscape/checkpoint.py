@@ -8,7 +8,6 @@ import io
 import json
 import os
 import pickletools
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from landscape._fs import ensure_writable_dir
+from landscape._fs import atomic_path
 from landscape._version import __version__
 from landscape.errors import LandscapeError
 
@@ -96,17 +95,8 @@ def _describe(path: Path) -> str:
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename: never a half-written file."""
-    path = Path(path)
-    ensure_writable_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def save_checkpoint(

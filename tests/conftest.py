@@ -76,3 +76,25 @@ def write_cifar_folder(folder: Path, *, n_per_file: int = 20, hundred: bool = Fa
 def tiny_cifar_dir(tmp_path: Path) -> Path:
     """A CIFAR-10 folder with 5×20 train and 20 test images in the python-pickle layout."""
     return write_cifar_folder(tmp_path / "cifar-10-batches-py")
+
+
+@pytest.fixture
+def check_bad_figure_outputs(tmp_path: Path):
+    """Check that ``plot`` and ``compare`` on ``files`` refuse bad ``--out`` paths in one line, leaving nothing."""
+    from click.testing import CliRunner
+
+    from landscape.cli import main
+
+    def check(files: list[Path]) -> None:
+        blocker = tmp_path / "a-file"
+        blocker.write_text("")
+        for out, fragment in ((tmp_path / "x.foo", "not a figure format"), (tmp_path / "noext", "no extension"),
+                              (blocker / "x.png", "cannot create output folder")):
+            for args in (["plot", files[0]], ["compare", files[0], files[-1]]):
+                res = CliRunner().invoke(main, [str(a) for a in (*args, "--out", out)])
+                assert res.exit_code == 1, res.output
+                assert res.output.startswith("error: ") and res.output.count("\n") == 1, res.output
+                assert fragment in res.output, res.output
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith((".x", "x", ".noext"))) == []
+
+    return check

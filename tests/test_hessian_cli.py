@@ -67,7 +67,8 @@ def test_top_eigenvalue_agrees_with_library_on_same_batches(hess_file: Path, dig
     assert read_hessian(hess_file)["eigenvalues"][0] == pytest.approx(res.eigenvalues[0], rel=1e-4)
 
 
-def test_plot_and_compare(hess_file: Path, tmp_path: Path) -> None:
+def test_plot_and_compare(hess_file: Path, tmp_path: Path, check_bad_figure_outputs) -> None:
+    check_bad_figure_outputs([hess_file])
     r = _run("plot", str(hess_file), "--out", str(tmp_path / "a.png"))
     assert r.exit_code == 0 and (tmp_path / "a.png").stat().st_size > 0
     r = _run("compare", str(hess_file), str(hess_file), "--labels", "a,b", "--out", str(tmp_path / "c.png"))

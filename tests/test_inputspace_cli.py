@@ -76,7 +76,7 @@ def test_between_and_noise(ckpt, tmp_path):
     np.testing.assert_allclose(arr["loss"][:, 0], _clean_loss(ckpt, 16)[0].mean(), rtol=1e-5)  # σ = 0 is clean
 
 
-def test_plot_and_compare_write_files(ckpt, se_ckpt, tmp_path):
+def test_plot_and_compare_write_files(ckpt, se_ckpt, tmp_path, check_bad_figure_outputs):
     for mode, extra in (("around", ["--samples", 6, "--radius", "0:1:3"]),
                         ("between", ["--samples", 30, "--pairs", 4, "--steps", 3]),
                         ("noise", ["--samples", 8, "--sigma", "0:1:3", "--draws", 2])):
@@ -92,6 +92,7 @@ def test_plot_and_compare_write_files(ckpt, se_ckpt, tmp_path):
         res = run("compare", *files, "--labels", "ResNet,SE-FMMNet", "--out", fig)
         assert res.exit_code == 0, res.output
         assert fig.stat().st_size > 0
+    check_bad_figure_outputs(files)
 
 
 @pytest.mark.parametrize(("args", "fragment"), [
@@ -116,7 +117,7 @@ def test_existing_output_needs_force(ckpt, tmp_path):
 
 
 @pytest.mark.parametrize("importance", ["ablation", "taylor"])
-def test_attention_cli_plot_and_compare(se_ckpt, tmp_path, importance):
+def test_attention_cli_plot_and_compare(se_ckpt, tmp_path, importance, check_bad_figure_outputs):
     out = tmp_path / f"att-{importance}.h5"
     res = run("attention", se_ckpt, "--samples", 12, "--importance", importance, "--out", out, "--quiet")
     assert res.exit_code == 0, res.output
@@ -134,6 +135,7 @@ def test_attention_cli_plot_and_compare(se_ckpt, tmp_path, importance):
     assert run("plot", out).exit_code == 0 and out.with_suffix(".png").stat().st_size > 0
     fig = tmp_path / "cmp.png"
     assert run("compare", out, out, "--out", fig).exit_code == 0 and fig.stat().st_size > 0
+    check_bad_figure_outputs([out])
 
 
 def test_attention_cli_without_attention_modules(ckpt, tmp_path):

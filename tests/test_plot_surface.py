@@ -71,7 +71,7 @@ def test_compare_shares_one_colour_scale(tmp_path):
 def test_bad_output_and_foreign_files(tmp_path):
     f = _write(tmp_path / "s.h5", ny=3)
     with pytest.raises(LandscapeError, match=".png, .pdf or .svg"):
-        splot.plot(f, out=tmp_path / "x.jpg", options=PlotOptions())
+        splot.plot(f, out=tmp_path / "x.foo", options=PlotOptions())
     with h5py.File(tmp_path / "other.h5", "w") as g:
         g.attrs["schema"] = "landscape.hessian/1"
     with pytest.raises(LandscapeError, match="expected 'landscape.surface/1'"):

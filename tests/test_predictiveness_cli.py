@@ -53,7 +53,7 @@ def test_cli_writes_file_with_contract(ckpt, tmp_path):
     np.testing.assert_allclose(stored["beta"], ratio.max(axis=1), rtol=1e-15)
 
 
-def test_cli_bn_eval_plot_and_compare(ckpt, tmp_path):
+def test_cli_bn_eval_plot_and_compare(ckpt, tmp_path, check_bad_figure_outputs):
     a, b = tmp_path / "a.h5", tmp_path / "b.h5"
     for out, bn in ((a, "train"), (b, "eval")):
         res = run("predictiveness", ckpt, "--batches", 2, "--batch-size", 8, "--eta", "0.05,0.2", "--bn", bn,
@@ -67,6 +67,7 @@ def test_cli_bn_eval_plot_and_compare(ckpt, tmp_path):
     res = run("compare", a, b, "--labels", "bn-train,bn-eval", "--out", tmp_path / "ab.svg")
     assert res.exit_code == 0, res.output
     assert (tmp_path / "ab.svg").stat().st_size > 1000
+    check_bad_figure_outputs([a, b])
 
 
 @pytest.mark.parametrize(

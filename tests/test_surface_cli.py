@@ -27,7 +27,7 @@ def _eval_loss(ckpt, n, split="train", seed=0):
         return F.cross_entropy(model(x), y).item()
 
 
-def test_1d_default_output_and_centre(tmp_path, digits_ckpt):
+def test_1d_default_output_and_centre(tmp_path, digits_ckpt, check_bad_figure_outputs):
     ckpt = shutil.copy(digits_ckpt, tmp_path / "net.pt")
     r = _invoke("surface", ckpt, "--x", "-1:1:3", "--n-samples", 64, "--batch-size", 20, "--quiet")
     assert r.exit_code == 0, r.output
@@ -41,6 +41,7 @@ def test_1d_default_output_and_centre(tmp_path, digits_ckpt):
     assert info.exit_code == 0 and "3/3 points (complete)" in info.output and "curvature" in info.output
     plot = _invoke("plot", out, "--out", tmp_path / "line.png")
     assert plot.exit_code == 0 and (tmp_path / "line.png").stat().st_size > 1000
+    check_bad_figure_outputs([out])
 
 
 def test_target_direction_reaches_the_target(tmp_path, digits_run):

@@ -9,8 +9,11 @@ from __future__ import annotations
 import importlib
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
+from typing import Any
 
+from landscape._fs import atomic_path
 from landscape.errors import LandscapeError
 
 # schema kind (the part before "/") -> plotting module
@@ -57,3 +60,28 @@ def default_output(path: str | os.PathLike[str], suffix: str = ".png") -> str:
     """``run/foo.h5`` -> ``run/foo.png``."""
     root, _ = os.path.splitext(os.fspath(path))
     return root + suffix
+
+
+def figure_format(out: str | os.PathLike[str]) -> str:
+    """The matplotlib format named by ``out``'s extension; a one-line error when there is none."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    fmt = Path(out).suffix.lower().lstrip(".")
+    if fmt not in FigureCanvasBase.get_supported_filetypes():
+        what = f"'.{fmt}' is not a figure format" if fmt else "it has no extension"
+        raise LandscapeError(f"cannot write {out}: {what}; use .png, .pdf or .svg")
+    return fmt
+
+
+def save_figure(fig: Any, out: str | os.PathLike[str], *, dpi: int, **savefig_kwargs: Any) -> Path:
+    """Write ``fig`` to ``out`` atomically (format from the extension) and close it; one-line errors."""
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    try:
+        fmt = figure_format(out)
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, dpi=dpi, format=fmt, **savefig_kwargs)
+    finally:
+        plt.close(fig)
+    return out

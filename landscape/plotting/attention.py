@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from landscape.plotting import PlotOptions
+from landscape.plotting import PlotOptions, save_figure
 
 _DEFAULT = PlotOptions()
 
@@ -21,11 +21,6 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def _save(fig, out: str, dpi: int) -> None:
-    Path(os.fspath(out)).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=dpi)
 
 
 def plot(path: str | os.PathLike[str], *, out: str, options: PlotOptions | None = None) -> None:
@@ -53,8 +48,7 @@ def plot(path: str | os.PathLike[str], *, out: str, options: PlotOptions | None 
     fig.suptitle(options.title or f"{attrs.get('label', '')}: attention weight vs importance; pooled "
                  f"ρ={attrs['spearman']:.2f} (p={attrs['spearman_p']:.2g}), τ={attrs['kendall']:.2f}{within}")
     fig.tight_layout()
-    _save(fig, out, options.dpi)
-    plt.close(fig)
+    save_figure(fig, out, dpi=options.dpi)
 
 
 def compare(paths: Sequence[str | os.PathLike[str]], *, labels: Sequence[str] | None = None, out: str,
@@ -90,5 +84,4 @@ def compare(paths: Sequence[str | os.PathLike[str]], *, labels: Sequence[str] | 
     ax_pool.axhline(0, color="black", linewidth=0.8)
     fig.suptitle(options.title or "attention weight vs importance")
     fig.tight_layout()
-    _save(fig, out, options.dpi)
-    plt.close(fig)
+    save_figure(fig, out, dpi=options.dpi)

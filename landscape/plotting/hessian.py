@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from landscape.plotting import PlotOptions
+from landscape.plotting import PlotOptions, save_figure
 from landscape.store.hessian import read_hessian
 
 
@@ -59,8 +59,7 @@ def plot(path: str | os.PathLike[str], *, out: str | os.PathLike[str], options: 
         if options.log:
             ax.set_xscale("symlog")
     fig.tight_layout()
-    fig.savefig(out, dpi=options.dpi)
-    plt.close(fig)
+    save_figure(fig, out, dpi=options.dpi)
 
 
 def compare(paths: Sequence[str | os.PathLike[str]], *, labels: Sequence[str] | None = None,
@@ -92,5 +91,4 @@ def compare(paths: Sequence[str | os.PathLike[str]], *, labels: Sequence[str] | 
         if options.log:
             ax.set_yscale("log")
     fig.tight_layout()
-    fig.savefig(out, dpi=options.dpi)
-    plt.close(fig)
+    save_figure(fig, out, dpi=options.dpi)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from landscape.plotting import PlotOptions
+from landscape.plotting import PlotOptions, save_figure
 
 _DEFAULT = PlotOptions()
 
@@ -78,9 +78,7 @@ def _draw(paths: Sequence[str], labels: Sequence[str] | None, out: str, options:
               "noise": f"{attrs0.get('draws')} noise draws"}[mode]
     fig.suptitle(options.title or f"input space, {mode} ({detail}): median and inter-quartile band")
     fig.tight_layout()
-    Path(os.fspath(out)).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=options.dpi)
-    plt.close(fig)
+    save_figure(fig, out, dpi=options.dpi)
 
 
 def plot(path: str | os.PathLike[str], *, out: str, options: PlotOptions | None = None) -> None:

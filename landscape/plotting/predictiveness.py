@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from landscape.errors import LandscapeError
-from landscape.plotting import PlotOptions
+from landscape.plotting import PlotOptions, save_figure
 from landscape.store import predictiveness as store
 
 _PANELS = ("loss landscape", "gradient predictiveness", "effective β-smoothness")
@@ -80,15 +80,7 @@ def _draw(paths: Sequence[str | os.PathLike[str]], labels: Sequence[str] | None,
     bn = datasets[0].attrs.get("bn_mode", "?")
     default_title = f"η ∈ [{etas.min():g}, {etas.max():g}] ({len(etas)} steps), BN {bn} mode while probing"
     fig.suptitle(options.title or default_title)
-    out = Path(out)
-    if str(out.parent) and not out.parent.exists():
-        raise LandscapeError(f"output folder {out.parent} does not exist; create it or choose another --out")
-    try:
-        fig.savefig(out, dpi=options.dpi)
-    except ValueError as exc:  # unknown extension
-        raise LandscapeError(f"cannot write {out}: {exc}; use .png, .pdf or .svg") from None
-    finally:
-        plt.close(fig)
+    save_figure(fig, out, dpi=options.dpi)
 
 
 def plot(path: str | os.PathLike[str], *, out: str | os.PathLike[str], options: PlotOptions) -> None:

@@ -17,18 +17,11 @@ import numpy as np
 from matplotlib import colors
 
 from landscape.errors import LandscapeError
-from landscape.plotting import PlotOptions
+from landscape.plotting import PlotOptions, figure_format, save_figure
 from landscape.store.surface import SurfaceData, read
 
 KINDS_2D = ("contour", "contourf", "heatmap", "surface3d")
-_FORMATS = (".png", ".pdf", ".svg")
 _DEFAULT = PlotOptions()
-
-
-def _check_out(out: str | os.PathLike[str]) -> None:
-    ext = os.path.splitext(os.fspath(out))[1].lower()
-    if ext not in _FORMATS:
-        raise LandscapeError(f"output '{out}' must end in .png, .pdf or .svg")
 
 
 def _values(data: SurfaceData, options: PlotOptions) -> np.ma.MaskedArray:
@@ -124,16 +117,6 @@ def _title(data: SurfaceData) -> str:
     return f"{a.get('model', '?')} · {a.get('direction', '?')} directions · {a.get('dataset', '?')}"
 
 
-def _save(fig: plt.Figure, out: str | os.PathLike[str], options: PlotOptions) -> None:
-    folder = os.path.dirname(os.fspath(out))
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    try:
-        fig.savefig(out, dpi=options.dpi, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-
-
 def _line(ax: plt.Axes, data: SurfaceData, options: PlotOptions, *, label: str | None, color=None,
           with_acc: bool = True) -> None:
     v = _values(data, options)
@@ -159,7 +142,7 @@ def _line(ax: plt.Axes, data: SurfaceData, options: PlotOptions, *, label: str |
 
 def plot(path: str | os.PathLike[str], *, out: str | os.PathLike[str], options: PlotOptions = _DEFAULT) -> None:
     """Draw one surface file into ``out`` (.png, .pdf or .svg)."""
-    _check_out(out)
+    figure_format(out)  # before any drawing
     data = read(path)
     kind = _kind(data, options.kind)
     fig = plt.figure(figsize=(6.4, 4.8))
@@ -174,13 +157,13 @@ def plot(path: str | os.PathLike[str], *, out: str | os.PathLike[str], options: 
             fig.colorbar(plt.cm.ScalarMappable(norm=mappable.norm, cmap="viridis"), ax=ax,
                          label=_label(data, options), shrink=0.8)
     ax.set_title(options.title or _title(data), fontsize=10)
-    _save(fig, out, options)
+    save_figure(fig, out, dpi=options.dpi, bbox_inches="tight")
 
 
 def compare(paths: Sequence[str | os.PathLike[str]], *, labels: Sequence[str] | None = None,
             out: str | os.PathLike[str], options: PlotOptions = _DEFAULT) -> None:
     """Overlay 1D curves, or draw 2D surfaces side by side on one shared colour scale."""
-    _check_out(out)
+    figure_format(out)  # before any drawing
     datas = [read(p) for p in paths]
     if len({d.ndim for d in datas}) > 1:
         raise LandscapeError("compare needs surfaces of one dimension; got both 1D and 2D files")
@@ -208,4 +191,4 @@ def compare(paths: Sequence[str | os.PathLike[str]], *, labels: Sequence[str] | 
                          shrink=0.8)
         if options.title:
             fig.suptitle(options.title)
-    _save(fig, out, options)
+    save_figure(fig, out, dpi=options.dpi, bbox_inches="tight")
