@@ -96,7 +96,7 @@ class _CifarUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"forbidden global {module}.{name}")
 
 
-def _read_cifar_file(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
+def _read_cifar_file(path: Path, label_key: bytes, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(path, "rb") as f:
             batch = _CifarUnpickler(f, encoding="bytes").load()
@@ -107,16 +107,25 @@ def _read_cifar_file(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarr
     batch = {(k.encode() if isinstance(k, str) else k): v for k, v in batch.items()}
     if b"data" not in batch or label_key not in batch:
         raise LandscapeError(f"{path} lacks the keys 'data' and '{label_key.decode()}' of a CIFAR batch")
-    data = np.asarray(batch[b"data"], dtype=np.uint8)
-    labels = np.asarray(batch[label_key], dtype=np.int64)
-    if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
-        raise LandscapeError(f"{path}: 'data' has shape {data.shape}, expected (N, 3072) with N labels")
+    key = label_key.decode()
+    try:
+        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        labels = np.asarray(batch[label_key], dtype=np.int64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise LandscapeError(f"{path}: 'data' and '{key}' must be numbers ({exc})") from None
+    if data.ndim != 2 or data.shape[1] != 3072 or labels.ndim != 1 or len(labels) != len(data):
+        raise LandscapeError(f"{path}: 'data' has shape {data.shape} and '{key}' {labels.shape}, "
+                             "expected (N, 3072) and (N,)")
+    bad = (labels < 0) | (labels >= num_classes)
+    if bad.any():
+        raise LandscapeError(f"{path}: {int(bad.sum())} '{key}' outside 0..{num_classes - 1} "
+                             f"(first: {int(labels[bad][0])}); is this the right dataset?")
     return data, labels
 
 
 @functools.lru_cache(maxsize=4)
 def _cifar(name: str, data_dir: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    train_files, test_files, label_key, _ = _CIFAR_FILES[name]
+    train_files, test_files, label_key, num_classes = _CIFAR_FILES[name]
     files = train_files if split == "train" else test_files
     folder = Path(data_dir)
     # Accept the folder itself or its parent holding the archive's cifar-10-batches-py / cifar-100-python.
@@ -130,7 +139,7 @@ def _cifar(name: str, data_dir: str, split: str) -> tuple[torch.Tensor, torch.Te
             f"{name} data not found in {data_dir}: missing {', '.join(missing)} "
             f"(expected the python-pickle layout: {', '.join(train_files + test_files)})"
         )
-    parts = [_read_cifar_file(folder / f, label_key) for f in files]
+    parts = [_read_cifar_file(folder / f, label_key, num_classes) for f in files]
     data = np.concatenate([p[0] for p in parts]).reshape(-1, 3, 32, 32).astype(np.float32) / 255.0
     labels = np.concatenate([p[1] for p in parts])
     mean, std = (torch.tensor(s).view(1, 3, 1, 1) for s in _CIFAR_STATS[name])

@@ -6,6 +6,7 @@ import hashlib
 import os
 import pickle
 
+import numpy as np
 import pytest
 import torch
 
@@ -102,3 +103,21 @@ def test_unwritable_folder_is_a_user_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(LandscapeError, match="cannot create output folder"):
         save_checkpoint(blocker / "sub" / "m.pt", _model(), {})
+
+
+def test_folder_that_refuses_new_files_is_a_user_error(tmp_path, monkeypatch):
+    # os.access can say "writable" where creating a file still fails (root on /proc, some network mounts).
+    import tempfile
+
+    from landscape.store import surface
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    for write in (lambda p: save_checkpoint(p, _model(), {}),
+                  lambda p: surface.create(p, attrs={}, x=np.zeros(2), y=None, split="train", directions={})):
+        with pytest.raises(LandscapeError, match="cannot create a file in .*Permission denied") as err:
+            write(tmp_path / "out")
+        assert "\n" not in str(err.value)
+    assert list(tmp_path.iterdir()) == []

@@ -82,6 +82,23 @@ def test_cifar_errors_are_one_line(tmp_path, tiny_cifar_dir):
         load_dataset("cifar10", split="test", data_dir=str(tiny_cifar_dir))
 
 
+@pytest.mark.parametrize(("labels", "fragment"), [
+    (list(range(90, 110)), "20 'labels' outside 0..9 (first: 90)"),
+    ([-1] + [0] * 19, "1 'labels' outside 0..9 (first: -1)"),
+    (["cat"] * 20, "must be numbers"),
+    ([0] * 19, "expected (N, 3072) and (N,)"),
+    ([[0, 1]] * 20, "expected (N, 3072) and (N,)"),
+])
+def test_cifar_bad_labels_are_one_line_errors_naming_the_file(tmp_path, labels, fragment):
+    folder = write_cifar_folder(tmp_path / "c")
+    with open(folder / "test_batch", "wb") as f:
+        pickle.dump({b"data": np.zeros((20, 3072), dtype=np.uint8), b"labels": labels}, f, protocol=2)
+    with pytest.raises(LandscapeError) as err:
+        load_dataset("cifar10", split="test", data_dir=str(folder))
+    message = str(err.value)
+    assert fragment in message and str(folder / "test_batch") in message and "\n" not in message
+
+
 class _Hostile:
     def __reduce__(self):
         return (os.system, ("touch HOSTILE_RAN",))
