@@ -76,3 +76,15 @@ def test_bad_output_and_foreign_files(tmp_path):
         g.attrs["schema"] = "landscape.hessian/1"
     with pytest.raises(LandscapeError, match="expected 'landscape.surface/1'"):
         splot.plot(tmp_path / "other.h5", out=tmp_path / "o.png", options=PlotOptions())
+
+
+@pytest.mark.parametrize(("ny", "kind"), [(None, "line"), (5, "contour"), (5, "surface3d")])
+def test_pca_path_is_drawn_on_1d_2d_and_3d_plots(tmp_path, monkeypatch, ny, kind):
+    f = _write(tmp_path / "s.h5", ny=ny, trajectory=True)
+    figures = []
+    monkeypatch.setattr(splot, "save_figure", lambda fig, out, **kw: figures.append(fig))
+    splot.plot(f, out=tmp_path / "p.png", options=PlotOptions(kind=kind))
+    (path_line,) = [ln for ax in figures[0].axes for ln in ax.get_lines() if ln.get_label() == "trajectory"]
+    np.testing.assert_allclose(path_line.get_xdata(), [-0.8, -0.3, 0.0])
+    if ny is not None:
+        np.testing.assert_allclose(path_line.get_ydata(), [-0.9, -0.2, 0.0])

@@ -94,10 +94,13 @@ def _draw2d(fig: plt.Figure, ax: plt.Axes, data: SurfaceData, v: np.ma.MaskedArr
     else:
         ax.text(0.5, 0.5, "too few distinct values to contour", ha="center", va="center",
                 transform=ax.transAxes)
-    if data.trajectory is not None and kind != "surface3d":
+    if data.trajectory is not None:
         path = data.trajectory
-        ax.plot(path[:, 0], path[:, 1], "-o", color="crimson", markersize=2.5, linewidth=1, label="trajectory")
-        ax.plot(path[0, 0], path[0, 1], "s", color="crimson", markersize=5)
+        # On a 3D surface the path is drawn on the floor of the box, where the surface cannot hide it.
+        floor = {"zs": norm.vmin, "zdir": "z"} if kind == "surface3d" else {}
+        ax.plot(path[:, 0], path[:, 1], "-o", color="crimson", markersize=2.5, linewidth=1, label="trajectory",
+                **floor)
+        ax.plot(path[:1, 0], path[:1, 1], "s", color="crimson", markersize=5, **floor)
         ax.legend(loc="upper right", fontsize=7)
     ax.set_xlabel("α (x direction)")
     ax.set_ylabel("β (y direction)")
@@ -127,6 +130,15 @@ def _line(ax: plt.Axes, data: SurfaceData, options: PlotOptions, *, label: str |
         if np.isfinite(se).any() and np.nanmax(se) > 0:
             ax.fill_between(data.x, v.filled(np.nan) - se, v.filled(np.nan) + se, color=line.get_color(), alpha=0.25,
                             linewidth=0)
+    if data.trajectory is not None:
+        # The 1D PCA path is a set of coordinates on the x axis: a rug along the bottom, the first checkpoint square.
+        path = data.trajectory[:, 0]
+        rug = ax.get_xaxis_transform()
+        ax.plot(path, np.full(len(path), 0.03), "|", color="crimson", markersize=10, transform=rug,
+                label="trajectory" if label is None else None)
+        ax.plot(path[:1], [0.03], "s", color="crimson", markersize=4, transform=rug)
+        if label is None:
+            ax.legend(loc="upper center", fontsize=7)
     if options.log:
         ax.set_yscale("log")
     ax.set_ylim(options.vmin, options.vmax)
