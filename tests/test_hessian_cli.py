@@ -83,8 +83,10 @@ def test_per_layer_and_params(digits_ckpt: Path, tmp_path: Path) -> None:
     layers = read_hessian(out)["per_layer"]
     assert layers and all("eigenvalues" in v and "trace" in v for v in layers.values())
     r = _run("hessian", str(digits_ckpt), "--params", "fc*", "--n-samples", "32", "--quiet", "--out",
-             str(tmp_path / "fc.h5"), "--device", "cpu")
+             str(tmp_path / "fc.h5"), "--device", "cpu", "--per-layer")
     assert r.exit_code == 0, r.output
+    fc = read_hessian(tmp_path / "fc.h5")["per_layer"]
+    assert list(fc) == ["fc"] and len(layers) > 1
 
 
 def test_user_errors_are_one_line(digits_ckpt: Path, tmp_path: Path) -> None:

@@ -134,6 +134,10 @@ def test_params_restriction_and_per_layer_blocks_match_dense() -> None:
         sub = dense[sl, sl]
         assert lc.trace == pytest.approx(float(sub.trace()), rel=1e-10)
         assert lc.eigenvalues[0] == pytest.approx(float(torch.linalg.eigvalsh(sub)[-1]), rel=1e-8)
+    only = per_layer(model, (x, y), k=1, n_probes=50, tol=1e-9, params="2.weight")
+    assert [(lc.name, lc.size) for lc in only.layers] == [("2", model[2].weight.numel())]
+    w = slice(offsets[2], offsets[3])
+    assert only.layers[0].trace == pytest.approx(float(dense[w, w].trace()), rel=1e-10)
     with pytest.raises(LandscapeError, match="matches no parameter"):
         HessianOperator(model, (x, y), params="nothing*")
 

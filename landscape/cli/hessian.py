@@ -114,7 +114,8 @@ def hessian(checkpoint: str, top_k: int, which: str, tol: float, max_iter: int |
             n_hvp += d.n_hvp
         if per_layer:
             pl = H.per_layer(model, batches, k=1, tol=tol, n_probes=probes, method=trace_method,
-                             depth=layer_depth, train_mode=mode == "train", seed=seed, progress=progress)
+                             depth=layer_depth, params=param_pattern, train_mode=mode == "train", seed=seed,
+                             progress=progress)
             stored["per_layer"] = {lc.name: {"eigenvalues": lc.eigenvalues, "residuals": lc.residuals,
                                              "trace": lc.trace, "trace_stderr": lc.trace_stderr}
                                    for lc in pl.layers}

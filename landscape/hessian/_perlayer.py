@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,7 +11,7 @@ from torch import nn
 
 from landscape.errors import LandscapeError
 from landscape.hessian.lanczos import lanczos
-from landscape.hessian.operator import Batch, HessianOperator, LossFn
+from landscape.hessian.operator import Batch, HessianOperator, LossFn, select_parameters
 from landscape.hessian.trace import TraceMethod
 from landscape.hessian.trace import trace as _trace_op
 
@@ -50,10 +50,12 @@ def layer_groups(model: nn.Module, *, depth: int | None = None) -> dict[str, lis
 
 def per_layer(model: nn.Module, data: Batch | Iterable[Batch], *, k: int = 1, tol: float = 1e-3,
               n_probes: int = 30, method: TraceMethod = "hutch++", depth: int | None = None,
-              groups: dict[str, list[str]] | None = None, loss_fn: LossFn | None = None,
-              train_mode: bool = False, seed: int = 0, progress: bool = False) -> PerLayerResult:
+              groups: dict[str, list[str]] | None = None, params: str | Sequence[str] | None = None,
+              loss_fn: LossFn | None = None, train_mode: bool = False, seed: int = 0,
+              progress: bool = False) -> PerLayerResult:
     """Top-``k`` eigenvalues and trace of each layer's Hessian block.
 
+    ``params`` (globs, as for the operator) keeps only the matching parameters, and so only the layers holding them.
     Blocks of at most ``n_probes`` parameters get their exact trace (one HVP per unit vector); larger ones use
     ``method``. Over several batches, pass a list (an iterator is consumed by the first layer).
     """
@@ -61,6 +63,9 @@ def per_layer(model: nn.Module, data: Batch | Iterable[Batch], *, k: int = 1, to
     if not isinstance(data, (list, tuple)):
         data = list(data)
     groups = groups if groups is not None else layer_groups(model, depth=depth)
+    if params is not None:
+        chosen = {n for n, _ in select_parameters(model, params)}
+        groups = {g: kept for g, names in groups.items() if (kept := [n for n in names if n in chosen])}
     if not groups:
         raise LandscapeError("the model has no parameters to analyse per layer")
     layers, total = [], 0
