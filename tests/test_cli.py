@@ -87,6 +87,30 @@ def test_user_errors_are_one_line(runner, tmp_path, monkeypatch):
     assert not (tmp_path / "PWNED").exists()
 
 
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["surface", "m.pt", "--norm", "bogus"], "'bogus' is not one of"),
+    (["info", "."], "is a directory"),
+    (["hessian", "m.pt", "--out", "."], "is a directory"),
+    (["surface", "m.pt", "--dir", "pca", "--trajectory", "m.pt"], "is a file"),
+    (["surface"], "Missing argument"),
+    (["nosuchcommand"], "No such command"),
+    (["--nosuchoption"], "No such option"),
+    (["plot", "m.pt", "--dpi", "0"], "0 is not in the range x>=1"),
+    (["plot", "m.pt", "--levels", "1"], "1 is not in the range x>=2"),
+])
+def test_usage_errors_are_one_line_with_exit_code_2(runner, tmp_path, monkeypatch, args, fragment):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.pt").write_bytes(b"")
+    result = runner.invoke(main, args)
+    _one_line_error(result, fragment)
+    assert result.exit_code == 2 and "--help" in result.stderr
+
+
+def test_bare_command_still_shows_help(runner):
+    result = runner.invoke(main, [])
+    assert result.output.startswith("Usage: ") and "Commands:" in result.output and not result.output.startswith("error")
+
+
 def test_debug_shows_the_traceback(runner):
     result = runner.invoke(main, ["--debug", "evaluate", "missing.pt"])
     assert result.exit_code != 0 and result.exception is not None

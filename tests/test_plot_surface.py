@@ -68,6 +68,18 @@ def test_compare_shares_one_colour_scale(tmp_path):
         splot.compare([a, l1], out=tmp_path / "x.png", options=PlotOptions())
 
 
+@pytest.mark.parametrize(("options", "fragment"), [
+    ({"vmin": 5.0, "vmax": 1.0}, "--vmin 5 must be below --vmax 1"),
+    ({"vmin": 1.0, "vmax": 1.0}, "must be below"),
+    ({"vmax": float("nan")}, "--vmax nan is not a finite number"),
+    ({"levels": 1}, "at least 2"),
+    ({"dpi": 0}, "--dpi 0"),
+])
+def test_nonsense_plot_options_are_refused(options, fragment):
+    with pytest.raises(LandscapeError, match=fragment):
+        PlotOptions(**options)
+
+
 def test_bad_output_and_foreign_files(tmp_path):
     f = _write(tmp_path / "s.h5", ny=3)
     with pytest.raises(LandscapeError, match=".png, .pdf or .svg"):

@@ -11,12 +11,34 @@ from landscape._version import __version__
 from landscape.errors import LandscapeError
 
 
+def _usage_error(exc: click.UsageError) -> None:
+    """Click's usage errors as one line too (exit 2), pointing at the command's --help."""
+    if type(exc).__name__ == "NoArgsIsHelpError":  # click ≥ 8.2 signals a bare command this way: show its help
+        exc.show()
+        sys.exit(exc.exit_code)
+    where = exc.ctx.command_path if exc.ctx is not None else "landscape"
+    click.echo(f"error: {exc.format_message()} (see '{where} --help')", err=True)
+    sys.exit(exc.exit_code)
+
+
 class _Group(click.Group):
-    """A group that prints a LandscapeError as one line (exit 1), with the traceback only under --debug."""
+    """A group that prints user errors as one line (LandscapeError: exit 1, usage: exit 2); tracebacks only under
+    --debug."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            _usage_error(exc)
+            raise  # not reached
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            if ctx.find_root().params.get("debug"):
+                raise
+            _usage_error(exc)
         except LandscapeError as exc:
             if ctx.find_root().params.get("debug"):
                 raise

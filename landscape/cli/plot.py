@@ -10,16 +10,17 @@ _KINDS = ["auto", "line", "contour", "contourf", "heatmap", "surface3d"]
 
 
 def _style_options(f):
-    f = click.option("--dpi", type=int, default=150, show_default=True, help="Resolution of raster outputs.")(f)
+    f = click.option("--dpi", type=click.IntRange(min=1), default=150, show_default=True, help="Resolution of raster outputs.")(f)
     f = click.option("--title", default=None, help="Figure title.")(f)
-    f = click.option("--levels", type=int, default=20, show_default=True, help="Contour levels (2D surfaces).")(f)
+    f = click.option("--levels", type=click.IntRange(min=2), default=20, show_default=True, help="Contour levels (2D surfaces).")(f)
     f = click.option("--vmax", type=float, default=None, help="Upper end of the colour/value scale.")(f)
     f = click.option("--vmin", type=float, default=None, help="Lower end of the colour/value scale.")(f)
     f = click.option("--log", is_flag=True, help="Logarithmic value scale.")(f)
     f = click.option("--metric", type=click.Choice(["loss", "acc"]), default="loss", show_default=True,
                      help="Which stored quantity to draw (surfaces).")(f)
     f = click.option("--kind", type=click.Choice(_KINDS), default="auto", show_default=True,
-                     help="Figure type for surfaces (auto: line for 1D, contour for 2D).")(f)
+                     help="Figure type for surfaces (auto: line for 1D; contour lines for one 2D "
+                     "file, filled contours side by side for compare).")(f)
     return f
 
 

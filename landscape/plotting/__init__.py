@@ -7,6 +7,7 @@ store and never recompute results.
 from __future__ import annotations
 
 import importlib
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,18 @@ class PlotOptions:
     levels: int = 20
     title: str | None = None
     dpi: int = 150
+
+    def __post_init__(self) -> None:
+        for name in ("vmin", "vmax"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise LandscapeError(f"--{name} {value} is not a finite number")
+        if self.vmin is not None and self.vmax is not None and not self.vmin < self.vmax:
+            raise LandscapeError(f"--vmin {self.vmin:g} must be below --vmax {self.vmax:g}")
+        if self.levels < 2:
+            raise LandscapeError(f"--levels {self.levels} is too few; contours need at least 2")
+        if self.dpi < 1:
+            raise LandscapeError(f"--dpi {self.dpi} must be at least 1")
 
 
 def plotter_for(path: str | os.PathLike[str]) -> ModuleType:
