@@ -106,6 +106,15 @@ def test_usage_errors_are_one_line_with_exit_code_2(runner, tmp_path, monkeypatc
     assert result.exit_code == 2 and "--help" in result.stderr
 
 
+@pytest.mark.parametrize("command", ["evaluate", "surface", "hessian", "predictiveness", "inputspace", "attention"])
+def test_dataset_that_does_not_fit_the_model_is_refused_before_any_work(runner, digits_ckpt, tmp_path, command):
+    out = tmp_path / "out.h5"
+    extra = [] if command == "evaluate" else ["--out", str(out)]
+    result = runner.invoke(main, [command, str(digits_ckpt), "--dataset", "synthetic-3x8x8", *extra])
+    _one_line_error(result, "synthetic-3x8x8 has 3-channel images but the model in")
+    assert "trained on digits" in result.stderr and not out.exists()
+
+
 def test_bare_command_still_shows_help(runner):
     result = runner.invoke(main, [])
     assert result.output.startswith("Usage: ") and "Commands:" in result.output and not result.output.startswith("error")

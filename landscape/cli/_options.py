@@ -73,3 +73,23 @@ def parse_key_values(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
                     continue
         out[key.strip().replace("-", "_")] = value
     return out
+
+
+def checkpoint_dataset(checkpoint: str, meta: dict[str, Any], dataset: str | None) -> str:
+    """The dataset to evaluate ``checkpoint`` on (``--dataset`` or its own), checked against the model's shape."""
+    from landscape.data import dataset_info
+    from landscape.errors import LandscapeError
+
+    name = dataset or meta.get("dataset")
+    if not name:
+        raise LandscapeError(f"{checkpoint} does not record its dataset; say which with --dataset")
+    info = dataset_info(name)
+    own = f" (it was trained on {meta['dataset']})" if meta.get("dataset") and meta["dataset"] != name else ""
+    channels, classes = meta.get("in_channels"), meta.get("num_classes")
+    if channels is not None and channels != info.in_channels:
+        raise LandscapeError(f"{name} has {info.in_channels}-channel images but the model in {checkpoint} takes "
+                             f"{channels}{own}; choose a matching --dataset")
+    if classes is not None and classes < info.num_classes:
+        raise LandscapeError(f"{name} has {info.num_classes} classes but the model in {checkpoint} predicts "
+                             f"{classes}{own}; choose a matching --dataset")
+    return name

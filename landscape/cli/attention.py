@@ -5,7 +5,13 @@ from __future__ import annotations
 import click
 
 from landscape.cli._group import main
-from landscape.cli._options import dataset_options, device_option, model_option, seed_option
+from landscape.cli._options import (
+    checkpoint_dataset,
+    dataset_options,
+    device_option,
+    model_option,
+    seed_option,
+)
 
 
 @main.command()
@@ -42,9 +48,7 @@ def attention(checkpoint: str, samples: int, importance: str, dataset: str | Non
     model, meta = load_checkpoint(checkpoint, model=model_name,
                                   model_options=parse_key_values(model_options) or None)
     model.to(resolve_device(device))
-    dataset = dataset or meta.get("dataset")
-    if not dataset:
-        raise LandscapeError(f"{checkpoint} does not record its dataset; say which with --dataset")
+    dataset = checkpoint_dataset(checkpoint, meta, dataset)
     x, y = load_dataset(dataset, split=split, n=samples, seed=seed, data_dir=data_dir or meta.get("data_dir"))
     result = attention_importance(model, x, y, importance=importance, batch_size=batch_size, seed=seed,
                                   progress=False if quiet else None)

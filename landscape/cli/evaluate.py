@@ -5,7 +5,13 @@ from __future__ import annotations
 import click
 
 from landscape.cli._group import main
-from landscape.cli._options import data_options, device_option, model_option, parse_key_values
+from landscape.cli._options import (
+    checkpoint_dataset,
+    data_options,
+    device_option,
+    model_option,
+    parse_key_values,
+)
 
 
 @main.command()
@@ -20,13 +26,10 @@ def evaluate(checkpoint: str, dataset: str | None, data_dir: str | None, split: 
     from landscape._device import resolve_device
     from landscape.checkpoint import load_checkpoint
     from landscape.data import load_dataset
-    from landscape.errors import LandscapeError
     from landscape.training import evaluate as run_eval
 
     model, meta = load_checkpoint(checkpoint, model=model_name, model_options=parse_key_values(model_options))
-    name = dataset or meta.get("dataset")
-    if name is None:
-        raise LandscapeError(f"{checkpoint} does not record its dataset; pass --dataset")
+    name = checkpoint_dataset(checkpoint, meta, dataset)
     data = load_dataset(name, split=split, n=n_samples, seed=seed, data_dir=data_dir or meta.get("data_dir"))
     dev = resolve_device(device)
     loss, acc = run_eval(model.to(dev), data, batch_size=batch_size, device=dev)

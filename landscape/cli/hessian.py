@@ -7,7 +7,14 @@ import os
 import click
 
 from landscape.cli._group import main
-from landscape.cli._options import data_options, device_option, model_option, parse_key_values, seed_option
+from landscape.cli._options import (
+    checkpoint_dataset,
+    data_options,
+    device_option,
+    model_option,
+    parse_key_values,
+    seed_option,
+)
 
 
 @main.command()
@@ -74,9 +81,7 @@ def hessian(checkpoint: str, top_k: int, which: str, tol: float, max_iter: int |
     model, meta = load_checkpoint(checkpoint, model=model_name, model_options=parse_key_values(model_options),
                                   map_location=dev)
     model.to(dev)
-    name = dataset or meta.get("dataset")
-    if not name:
-        raise LandscapeError(f"{checkpoint} does not record its dataset; pass --dataset NAME")
+    name = checkpoint_dataset(checkpoint, meta, dataset)
     inputs, targets = load_dataset(name, split=split, n=n_samples, seed=seed,
                                    data_dir=data_dir or meta.get("data_dir"))
     batches = [(inputs[i:i + batch_size], targets[i:i + batch_size]) for i in range(0, len(inputs), batch_size)]

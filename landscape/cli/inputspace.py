@@ -5,7 +5,13 @@ from __future__ import annotations
 import click
 
 from landscape.cli._group import main
-from landscape.cli._options import dataset_options, device_option, model_option, seed_option
+from landscape.cli._options import (
+    checkpoint_dataset,
+    dataset_options,
+    device_option,
+    model_option,
+    seed_option,
+)
 
 
 @main.command()
@@ -72,9 +78,7 @@ def inputspace(checkpoint: str, mode: str, directions: str, n_directions: int, r
     model, meta = load_checkpoint(checkpoint, model=model_name,
                                   model_options=parse_key_values(model_options) or None)
     model.to(resolve_device(device))
-    dataset = dataset or meta.get("dataset")
-    if not dataset:
-        raise LandscapeError(f"{checkpoint} does not record its dataset; say which with --dataset")
+    dataset = checkpoint_dataset(checkpoint, meta, dataset)
     src = click.get_current_context().get_parameter_source("samples")
     n = samples if mode == "around" or src == click.core.ParameterSource.COMMANDLINE else None
     x, y = load_dataset(dataset, split=split, n=n, seed=seed, data_dir=data_dir or meta.get("data_dir"))

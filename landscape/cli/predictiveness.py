@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from landscape.cli._group import main
-from landscape.cli._options import data_options, device_option, model_option, seed_option
+from landscape.cli._options import checkpoint_dataset, data_options, device_option, model_option, seed_option
 
 
 @main.command()
@@ -44,9 +44,7 @@ def predictiveness(checkpoint: str, n_batches: int, eta: str, bn_mode: str, data
     model, meta = load_checkpoint(checkpoint, model=model_name, model_options=parse_key_values(model_options) or None)
     dev = resolve_device(device)
     model.to(dev)
-    dataset = dataset or meta.get("dataset")
-    if not dataset:
-        raise LandscapeError(f"{checkpoint} does not record its dataset; say which with --dataset")
+    dataset = checkpoint_dataset(checkpoint, meta, dataset)
     x, y = load_dataset(dataset, split=split, n=n_samples, seed=seed, data_dir=data_dir or meta.get("data_dir"))
     batches = sample_batches(x, y, n_batches=n_batches, batch_size=batch_size, seed=seed)
     result = probe_checkpoint(model, batches, etas=etas, bn_mode=bn_mode, seed=seed,

@@ -7,7 +7,14 @@ import os
 import click
 
 from landscape.cli._group import main
-from landscape.cli._options import data_options, device_option, model_option, parse_key_values, seed_option
+from landscape.cli._options import (
+    checkpoint_dataset,
+    data_options,
+    device_option,
+    model_option,
+    parse_key_values,
+    seed_option,
+)
 
 
 def default_output(checkpoint: str, *, two_d: bool, direction: str, split: str) -> str:
@@ -81,9 +88,7 @@ def surface(checkpoint: str, xspec: str, yspec: str | None, direction: str, targ
     opts = parse_key_values(model_options)
     model, meta = load_checkpoint(checkpoint, model=model_name, model_options=opts, map_location=dev)
     model.to(dev)
-    name = dataset or meta.get("dataset")
-    if name is None:
-        raise LandscapeError(f"{checkpoint} does not record its dataset; pass --dataset")
+    name = checkpoint_dataset(checkpoint, meta, dataset)
     ddir = data_dir or meta.get("data_dir")
     inputs, targets = load_dataset(name, split=split, n=n_samples, seed=seed, data_dir=ddir)
     recal = None
