@@ -212,3 +212,12 @@ def load_checkpoint(
     meta["sha256"] = file_sha256(path)
     meta["path"] = str(path)
     return net, meta
+
+
+def architecture_difference(a: dict[str, Any], b: dict[str, Any]) -> str | None:
+    """How the models recorded in two checkpoints' metadata differ (name or options), or ``None`` if alike."""
+    if a.get("model") != b.get("model"):
+        return f"{a.get('model')} vs {b.get('model')}"
+    oa, ob = a.get("model_options") or {}, b.get("model_options") or {}
+    diff = [f"{k}={oa.get(k)!r} vs {ob.get(k)!r}" for k in sorted(set(oa) | set(ob)) if oa.get(k) != ob.get(k)]
+    return f"{a.get('model')} with {', '.join(diff)}" if diff else None

@@ -159,8 +159,8 @@ def build_directions(kind: Kind, weights: Direction, *, ndim: int, seed: int = 0
 
     ``random``: seeded Gaussian, normalised. ``target``: x = θ_target − θ (raw), y random and normalised.
     ``pca``: top principal directions of ``trajectory``, normalised, with the trajectory projected on the plane.
-    ``eigen``: Hessian eigenvectors 0 and 1 from ``eigen_path``, normalised (use ``norm="none"`` to keep them as
-    unit eigenvectors).
+    ``eigen``: Hessian eigenvectors 0 and 1 from ``eigen_path``; with ``norm="none"`` exactly as stored (unit
+    eigenvectors, ``ignore`` not applied), otherwise normalised like the others.
     """
     if ndim not in (1, 2):
         raise LandscapeError(f"ndim must be 1 or 2, got {ndim}")
@@ -188,22 +188,30 @@ def build_directions(kind: Kind, weights: Direction, *, ndim: int, seed: int = 0
     elif kind == "eigen":
         if eigen_path is None:
             raise LandscapeError("--dir eigen needs --eigen HESS.h5 (written by landscape hessian)")
-        dirs = [normalize(d, weights, norm=norm, ignore=ignore)
-                for d in eigen_directions(eigen_path, weights, indices=range(ndim))]
+        raw = eigen_directions(eigen_path, weights, indices=range(ndim))
+        # An eigenvector's bias and BN entries are part of it: zeroing them (ignore=biasbn) would bend it away
+        # from the eigen-direction, so unnormalised eigenvectors are used whole.
+        dirs = raw if norm == "none" else [normalize(d, weights, norm=norm, ignore=ignore) for d in raw]
     else:
         raise LandscapeError(f"direction kind '{kind}' is unknown; use random, target, pca or eigen")
     return DirectionSet(x=dirs[0], y=dirs[1] if ndim == 2 else None, kind=kind, path=path, info=info)
 
 
 def load_trajectory(run_dir: str | os.PathLike[str], *, dir_type: params.DirType = "weights",
-                    device: torch.device | str = "cpu") -> list[Direction]:
-    """The weights of every checkpoint of a training run folder, in training order."""
-    from landscape.checkpoint import load_checkpoint
+                    device: torch.device | str = "cpu", like: dict[str, Any] | None = None) -> list[Direction]:
+    """The weights of every checkpoint of a training run folder, in training order.
+
+    ``like`` (a checkpoint's metadata) requires every checkpoint to hold the same architecture and options.
+    """
+    from landscape.checkpoint import architecture_difference, load_checkpoint
     from landscape.training import trajectory
 
     out = []
     for p in trajectory(run_dir):
-        model, _ = load_checkpoint(p, map_location=device)
+        model, meta = load_checkpoint(p, map_location=device)
+        if like is not None and (diff := architecture_difference(like, meta)):
+            raise LandscapeError(f"{p} is not the same model as the centre checkpoint ({diff}); "
+                                 "--trajectory must be the run that trained it")
         out.append(params.get_tensors(model, dir_type=dir_type))
     if not out:
         raise LandscapeError(f"no checkpoints found in {run_dir}; is it a folder written by landscape train?")

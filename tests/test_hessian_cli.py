@@ -57,6 +57,26 @@ def test_eigenvectors_readable_for_surfaces(hess_file: Path, digits_ckpt: Path) 
     assert vecs[0][names[0]].shape == tuple(dict(model.named_parameters())[names[0]].shape)
 
 
+def test_eigen_surface_uses_the_stored_eigenvectors_whole(hess_file: Path, digits_ckpt: Path,
+                                                          digits_fmm_ckpt: Path, tmp_path: Path) -> None:
+    out = tmp_path / "eig.h5"
+    r = _run("surface", str(digits_ckpt), "--dir", "eigen", "--eigen", str(hess_file), "--x", "-0.1:0.1:3",
+             "--y", "-0.1:0.1:3", "--n-samples", "16", "--quiet", "--out", str(out))
+    assert r.exit_code == 0, r.output
+    vecs = read_eigenvectors(hess_file)
+    with h5py.File(out) as f:
+        assert f.attrs["norm"] == "none"  # the default for eigen directions
+        for axis, vec in zip("xy", vecs):
+            assert set(f[f"directions/{axis}"]) == set(vec)
+            for key, value in vec.items():  # biases and BN entries included: nothing zeroed
+                stored = f[f"directions/{axis}/{key}"][()]  # in the model's dtype (float32)
+                np.testing.assert_array_equal(stored, value.astype(stored.dtype))
+    r = CliRunner().invoke(main, ["surface", str(digits_fmm_ckpt), "--dir", "eigen", "--eigen", str(hess_file),
+                                  "--quiet", "--out", str(tmp_path / "other.h5")])
+    assert r.exit_code == 1 and "not of" in r.output and "SHA-256" in r.output and r.output.count("\n") == 1
+    assert not (tmp_path / "other.h5").exists()
+
+
 def test_top_eigenvalue_agrees_with_library_on_same_batches(hess_file: Path, digits_ckpt: Path) -> None:
     from landscape import load_checkpoint, load_dataset
     from landscape.hessian import eigenvalues

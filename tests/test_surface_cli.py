@@ -93,6 +93,23 @@ def test_bad_options_are_one_line_errors(tmp_path, digits_ckpt, args, fragment):
     assert fragment in r.output and len(r.output.strip().splitlines()) == 1
 
 
+def test_directions_from_another_model_or_unused_options_are_refused(tmp_path, digits_ckpt, digits_run,
+                                                                      digits_fmm_ckpt, digits_fmm_run):
+    cases = [
+        (["--target", digits_fmm_ckpt], "--target applies to --dir target only"),
+        (["--trajectory", digits_run], "--trajectory applies to --dir pca only"),
+        (["--eigen", tmp_path / "h.h5"], "--eigen applies to --dir eigen only"),
+        (["--dir", "target", "--target", digits_fmm_ckpt], "is not the same model as"),
+        (["--dir", "pca", "--trajectory", digits_fmm_run], "--trajectory must be the run that trained it"),
+    ]
+    for args, fragment in cases:
+        out = tmp_path / "x.h5"
+        r = CliRunner().invoke(main, [str(a) for a in ["surface", digits_ckpt, "--x", "0:1:2", "--n-samples", 8,
+                                                       "--quiet", "--out", out, *args]])
+        assert r.exit_code == 1 and fragment in r.output and r.output.count("\n") == 1, r.output
+        assert not out.exists()
+
+
 def test_info_on_bad_and_foreign_files(tmp_path):
     junk = tmp_path / "junk.h5"
     junk.write_text("nope")

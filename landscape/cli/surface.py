@@ -36,8 +36,9 @@ def default_output(checkpoint: str, *, two_d: bool, direction: str, split: str) 
               help="Training run folder for --dir pca (written by landscape train).")
 @click.option("--eigen", "--eigenvectors", "eigenvectors", type=click.Path(dir_okay=False), default=None,
               help="Hessian file for --dir eigen (written by landscape hessian; eigenvectors 0 and 1).")
-@click.option("--norm", type=click.Choice(["filter", "layer", "weight", "none"]), default="filter",
-              show_default=True, help="Normalisation of random, PCA and eigen directions.")
+@click.option("--norm", type=click.Choice(["filter", "layer", "weight", "none"]), default=None,
+              help="Normalisation of random, PCA and eigen directions [default: filter; none for --dir eigen, "
+                   "which keeps the unit eigenvectors as stored].")
 @click.option("--ignore", type=click.Choice(["biasbn", "none"]), default="biasbn", show_default=True,
               help="biasbn: zero direction for biases and BN parameters; none: direction = the weight itself.")
 @click.option("--dir-type", type=click.Choice(["weights", "states"]), default="weights", show_default=True,
@@ -59,7 +60,7 @@ def default_output(checkpoint: str, *, two_d: bool, direction: str, split: str) 
 @click.option("--overwrite", is_flag=True, help="Start afresh even if --out holds a surface made otherwise.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def surface(checkpoint: str, xspec: str, yspec: str | None, direction: str, target: str | None,
-            trajectory: str | None, eigenvectors: str | None, norm: str, ignore: str, dir_type: str,
+            trajectory: str | None, eigenvectors: str | None, norm: str | None, ignore: str, dir_type: str,
             dataset: str | None, data_dir: str | None, split: str, n_samples: int | None, batch_size: int,
             seed: int, bn: str, recal_samples: int, precision_target: float | None, min_samples: int, device: str,
             model_name: str | None, model_options: tuple[str, ...], out: str | None, overwrite: bool,
@@ -70,11 +71,12 @@ def surface(checkpoint: str, xspec: str, yspec: str | None, direction: str, targ
     """
     from landscape import params
     from landscape._device import resolve_device
-    from landscape.checkpoint import load_checkpoint
+    from landscape.checkpoint import architecture_difference, load_checkpoint
     from landscape.data import load_dataset
     from landscape.directions import build_directions, load_trajectory
     from landscape.errors import LandscapeError
     from landscape.grid import Grid, parse_axis
+    from landscape.store.hessian import read_hessian
     from landscape.surface import SurfaceSettings, compute_surface
 
     grid = Grid(parse_axis(xspec, name="--x"), None if yspec is None else parse_axis(yspec, name="--y"))
@@ -84,6 +86,12 @@ def surface(checkpoint: str, xspec: str, yspec: str | None, direction: str, targ
         raise LandscapeError("--dir pca needs --trajectory RUN_DIR")
     if direction == "eigen" and eigenvectors is None:
         raise LandscapeError("--dir eigen needs --eigen HESS.h5 (written by landscape hessian --save-eigenvectors)")
+    # An option for another direction kind would be recorded in the file without being used: refuse it.
+    for option, value, kind in (("--target", target, "target"), ("--trajectory", trajectory, "pca"),
+                                ("--eigen", eigenvectors, "eigen")):
+        if value is not None and direction != kind:
+            raise LandscapeError(f"{option} applies to --dir {kind} only (this run has --dir {direction})")
+    norm = norm or ("none" if direction == "eigen" else "filter")
     dev = resolve_device(device)
     opts = parse_key_values(model_options)
     model, meta = load_checkpoint(checkpoint, model=model_name, model_options=opts, map_location=dev)
@@ -99,6 +107,14 @@ def surface(checkpoint: str, xspec: str, yspec: str | None, direction: str, targ
     target_meta = None
     if target is not None:
         target_model, target_meta = load_checkpoint(target, model=model_name, model_options=opts, map_location=dev)
+        if diff := architecture_difference(meta, target_meta):
+            raise LandscapeError(f"--target {target} is not the same model as {checkpoint} ({diff})")
+    if eigenvectors is not None:
+        made_at = read_hessian(eigenvectors)["attrs"]
+        if made_at.get("checkpoint_sha256") not in (None, meta["sha256"]):
+            raise LandscapeError(f"{eigenvectors} holds the eigenvectors of {made_at.get('checkpoint')}, not of "
+                                 f"{checkpoint} (their SHA-256 differ); run landscape hessian {checkpoint} "
+                                 "--save-eigenvectors")
     settings = SurfaceSettings(
         checkpoint=os.path.abspath(checkpoint), checkpoint_sha256=meta["sha256"], model=str(meta["model"]),
         dataset=name, split=split, seed=seed, norm=norm, ignore=ignore, dir_type=dir_type, direction=direction,
@@ -115,7 +131,8 @@ def surface(checkpoint: str, xspec: str, yspec: str | None, direction: str, targ
         return build_directions(
             direction, weights, ndim=1 if grid.y is None else 2, seed=seed, norm=norm, ignore=ignore,  # type: ignore[arg-type]
             target=None if target is None else params.get_tensors(target_model, dir_type=dir_type),  # type: ignore[arg-type]
-            trajectory=None if trajectory is None else load_trajectory(trajectory, dir_type=dir_type, device=dev),  # type: ignore[arg-type]
+            trajectory=None if trajectory is None else load_trajectory(trajectory, dir_type=dir_type, device=dev,  # type: ignore[arg-type]
+                                                                       like=meta),
             eigen_path=eigenvectors)
 
     out = out or default_output(checkpoint, two_d=grid.y is not None, direction=direction, split=split)
