@@ -118,6 +118,15 @@ def test_user_errors_are_one_line(digits_ckpt: Path, tmp_path: Path) -> None:
     r = runner.invoke(main, ["hessian", str(digits_ckpt), "--params", "nope*", "--n-samples", "8", "--quiet",
                              "--out", str(tmp_path / "y.h5")])
     assert r.exit_code == 1 and "matches no parameter" in r.output
+    for args, fragment in ((["--tol", "nan"], "--tol nan must be a finite"), (["--tol", "0"], "not in the range x>0"),
+                           (["--trace", "--probes", "3"], "3 is not in the range x>=4"),
+                           (["--layer-depth", "2"], "--layer-depth applies to --per-layer only"),
+                           (["--top-k", "0", "--trace", "--save-eigenvectors"], "needs --top-k K"),
+                           (["--backend", "pyhessian", "--save-eigenvectors"], "without --save-eigenvectors")):
+        r = runner.invoke(main, ["hessian", str(digits_ckpt), "--n-samples", "8", "--quiet",
+                                 "--out", str(tmp_path / "w.h5"), *args])
+        assert r.exit_code in (1, 2) and fragment in r.output and r.output.count("\n") == 1, r.output
+        assert not (tmp_path / "w.h5").exists()
     r = runner.invoke(main, ["hessian", str(digits_ckpt), "--backend", "pyhessian", "--density",
                              "--out", str(tmp_path / "z.h5")])
     assert r.exit_code == 1 and "pyhessian" in r.output
@@ -147,8 +156,12 @@ def test_agrees_with_pyhessian_top_eigenvalue(digits_ckpt: Path, tmp_path: Path)
     # PyHessian stops on a relative change < tol of the power-iteration estimate.
     assert theirs["eigenvalues"][0] == pytest.approx(ours.eigenvalues[0], rel=1e-2)
     assert all(p.grad is None for p in model.parameters())
-    r = _run("hessian", str(digits_ckpt), "--backend", "pyhessian", "--n-samples", "64", "--batch-size", "64",
-             "--quiet", "--out", str(tmp_path / "ph.h5"), "--device", "cpu")
+    assert theirs["n_hvp"] >= 2  # power iteration: at least two HVPs before its relative-change test can stop
+    r = _run("hessian", str(digits_ckpt), "--backend", "pyhessian", "--n-samples", "64", "--batch-size", "32",
+             "--trace", "--probes", "5", "--quiet", "--out", str(tmp_path / "ph.h5"), "--device", "cpu")
     assert r.exit_code == 0, r.output
-    assert read_hessian(tmp_path / "ph.h5")["eigenvalues"][0] == pytest.approx(ours.eigenvalues[0], rel=1e-2)
+    stored = read_hessian(tmp_path / "ph.h5")
+    assert stored["eigenvalues"][0] == pytest.approx(ours.eigenvalues[0], rel=1e-2)
+    assert stored["attrs"]["trace_method"] == "hutchinson"  # what PyHessian runs, whatever --trace-method says
+    assert stored["attrs"]["n_hvp"] >= 2 + 5  # two batches: whole-data HVPs are counted once each
     assert torch.is_grad_enabled()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import click
@@ -23,13 +24,13 @@ from landscape.cli._options import (
               help="Number of extreme eigenvalues (0: none).")
 @click.option("--which", type=click.Choice(["LA", "SA", "LM"]), default="LA", show_default=True,
               help="LA largest, SA smallest (negative curvature), LM largest magnitude.")
-@click.option("--tol", type=float, default=1e-3, show_default=True,
+@click.option("--tol", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True,
               help="Stop when every ‖Hv − λv‖ ≤ tol·|λ| (eigenvalue error is about tol² relative).")
 @click.option("--max-iter", type=click.IntRange(min=1), default=None, help="Cap on HVPs for the eigenvalues.")
 @click.option("--trace", "do_trace", is_flag=True, help="Estimate tr(H).")
 @click.option("--trace-method", type=click.Choice(["hutch++", "hutchinson"]), default="hutch++",
               show_default=True, help="Hutch++ (lower variance) or plain Hutchinson; Rademacher probes.")
-@click.option("--probes", type=click.IntRange(min=3), default=100, show_default=True,
+@click.option("--probes", type=click.IntRange(min=4), default=100, show_default=True,
               help="HVPs spent on each trace estimate (whole model, or each layer).")
 @click.option("--density", "do_density", is_flag=True, help="Spectral density by stochastic Lanczos quadrature.")
 @click.option("--lanczos-steps", type=click.IntRange(min=2), default=100, show_default=True,
@@ -75,8 +76,17 @@ def hessian(checkpoint: str, top_k: int, which: str, tol: float, max_iter: int |
         raise LandscapeError(f"{out} exists; pass --force to overwrite or choose another --out")
     if not (top_k or do_trace or do_density or per_layer):
         raise LandscapeError("nothing to measure: use --top-k K (K ≥ 1), --trace, --density or --per-layer")
-    if backend == "pyhessian" and (do_density or per_layer or param_pattern or mode == "train" or which != "LA"):
-        raise LandscapeError("--backend pyhessian supports only --top-k (which LA) and --trace in eval mode")
+    if not math.isfinite(tol):
+        raise LandscapeError(f"--tol {tol} must be a finite positive number, e.g. 1e-3")
+    if backend == "pyhessian" and (do_density or per_layer or param_pattern or mode == "train" or which != "LA"
+                                   or save_eigenvectors):
+        raise LandscapeError("--backend pyhessian supports only --top-k (which LA) and --trace in eval mode, "
+                             "without --save-eigenvectors")
+    # Options that would be recorded or accepted without effect are refused, so a file never claims what it lacks.
+    if layer_depth is not None and not per_layer:
+        raise LandscapeError("--layer-depth applies to --per-layer only")
+    if save_eigenvectors and not top_k:
+        raise LandscapeError("--save-eigenvectors needs --top-k K with K ≥ 1")
     dev = resolve_device(device)
     model, meta = load_checkpoint(checkpoint, model=model_name, model_options=parse_key_values(model_options),
                                   map_location=dev)
@@ -95,6 +105,7 @@ def hessian(checkpoint: str, top_k: int, which: str, tol: float, max_iter: int |
 
         res = pyhessian_measure(model, batches, k=max(top_k, 1), tol=tol, max_iter=max_iter or 100,
                                 trace_probes=probes if do_trace else None, seed=seed)
+        n_hvp = res["n_hvp"]
         if top_k:
             stored["eigenvalues"] = res["eigenvalues"][:top_k]
         if do_trace:
@@ -129,7 +140,7 @@ def hessian(checkpoint: str, top_k: int, which: str, tol: float, max_iter: int |
              "model": meta.get("model"), "dataset": name, "split": split, "n_samples": len(inputs),
              "batch_size": batch_size, "seed": seed, "mode": mode, "backend": backend, "which": which,
              "k": top_k, "tol": tol, "probes": probes if do_trace or per_layer else None,
-             "trace_method": trace_method if do_trace else None, "lanczos_steps": lanczos_steps if do_density
+             "trace_method": (("hutchinson" if backend == "pyhessian" else trace_method) if do_trace else None), "lanczos_steps": lanczos_steps if do_density
              else None, "density_vectors": density_vectors if do_density else None, "params": param_pattern,
              "n_hvp": n_hvp, "seconds": time.perf_counter() - t0}
     write_hessian(out, attrs=attrs, **stored)

@@ -34,7 +34,10 @@ def pyhessian_measure(model: nn.Module, data: Batch | Iterable[Batch], *, k: int
     and the model's mode is restored afterwards.
     """
     try:
+        import importlib
+
         from pyhessian import hessian as PyHessian
+        ph_module = importlib.import_module("pyhessian.hessian")  # the module; the package re-exports the class
     except ImportError:
         raise LandscapeError(INSTALL_HINT) from None
     batches = list(_as_batches(data))
@@ -42,6 +45,18 @@ def pyhessian_measure(model: nn.Module, data: Batch | Iterable[Batch], *, k: int
     was_training = {m: m.training for m in model.modules()}
     grads = [(p, p.grad) for p in model.parameters()]  # PyHessian's backward(create_graph=True) sets .grad
     out: dict[str, Any] = {}
+    # PyHessian does not count its HVPs: count calls of its two HVP routines (one per whole-data HVP).
+    calls = [0]
+    single_hvp, multi_hvp = ph_module.hessian_vector_product, PyHessian.dataloader_hv_product
+
+    def counted(fn):
+        def wrapper(*args, **kwargs):
+            calls[0] += 1
+            return fn(*args, **kwargs)
+        return wrapper
+
+    ph_module.hessian_vector_product = counted(single_hvp)
+    PyHessian.dataloader_hv_product = counted(multi_hvp)
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), warnings.catch_warnings():
             # PyHessian calls backward(create_graph=True); the .grad it leaves is reset in `finally`.
@@ -66,6 +81,8 @@ def pyhessian_measure(model: nn.Module, data: Batch | Iterable[Batch], *, k: int
             out["seconds"] = time.perf_counter() - t0
             del h
     finally:
+        ph_module.hessian_vector_product, PyHessian.dataloader_hv_product = single_hvp, multi_hvp
+        out["n_hvp"] = calls[0]
         for m, mode in was_training.items():
             m.training = mode
         for p, g in grads:

@@ -68,7 +68,8 @@ def trace(op: SymmetricOperator, *, n_probes: int = 100, method: TraceMethod = "
         return TraceResult(total, 0.0, apply.count, method, time.perf_counter() - t0, seed, np.zeros(0))
     if method not in ("hutch++", "hutchinson"):
         raise LandscapeError(f"trace method {method!r} is not one of hutch++, hutchinson, exact")
-    minimum = 3 if method == "hutch++" else 2
+    # Hutch++ needs ≥ 2 residual probes after its 2·⌊m/3⌋-matvec sketch for a finite stderr: m ≥ 4.
+    minimum = 4 if method == "hutch++" else 2
     if n_probes < minimum:
         raise LandscapeError(f"n_probes={n_probes} is too few for {method}; use at least {minimum}")
     gen = torch.Generator().manual_seed(int(seed))
