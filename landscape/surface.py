@@ -265,12 +265,16 @@ def flatness(x: np.ndarray, y: np.ndarray | None, loss: np.ndarray, *, fractions
     from scipy.interpolate import RegularGridInterpolator
 
     axes = [x] if y is None else [x, y]
-    if any(not (a[0] <= 0 <= a[-1]) for a in axes):
-        return {"note": "the grid does not contain the centre (0); no flatness summary"}
+    # The centre must be a grid point: an interpolated "centre loss" between two points is not the checkpoint's.
+    # np.linspace can give ±1e-16 where 0 is meant: within 1e-9 of the axis span counts as the centre.
+    zero = [np.flatnonzero(np.abs(a) <= 1e-9 * max(np.ptp(a), 1e-300)) for a in axes]
+    if any(z.size == 0 for z in zero):
+        return {"note": "the grid has no point at the centre (coefficient 0); choose MIN:MAX:NUM with 0 on the "
+                        "grid (e.g. an odd NUM for a symmetric range) for a flatness summary"}
     vals = np.where(np.isfinite(loss), loss, np.nan)
     interp = (lambda pts: np.interp(pts[:, 0], x, vals)) if y is None else RegularGridInterpolator(
         (x, y), vals, bounds_error=False)
-    centre = float(interp(np.zeros((1, len(axes))))[0])
+    centre = float(vals[tuple(int(z[0]) for z in zero)])
     rmax = min(min(-a[0], a[-1]) for a in axes)
     out: dict[str, Any] = {"centre_loss": centre, "radii": [], "rise_mean": [], "rise_max": []}
     angles = np.array([0.0, np.pi]) if y is None else np.linspace(0, 2 * np.pi, 64, endpoint=False)
@@ -278,9 +282,10 @@ def flatness(x: np.ndarray, y: np.ndarray | None, loss: np.ndarray, *, fractions
         r = frac * rmax
         pts = np.column_stack([r * np.cos(angles)] + ([] if y is None else [r * np.sin(angles)]))
         rise = interp(pts) - centre
+        finite = rise[np.isfinite(rise)]  # points next to a diverged one interpolate to NaN: left out
         out["radii"].append(r)
-        out["rise_mean"].append(float(np.mean(rise)))
-        out["rise_max"].append(float(np.max(rise)))
+        out["rise_mean"].append(float(finite.mean()) if finite.size else float("nan"))
+        out["rise_max"].append(float(finite.max()) if finite.size else float("nan"))
     # Quadratic fit on the k nearest finite points: enough to pin the model, close enough to be local.
     grids = np.meshgrid(*axes, indexing="ij")
     coords = np.column_stack([g.reshape(-1) for g in grids])

@@ -300,3 +300,14 @@ def test_flatness_of_an_exact_quadratic():
     # mean rise over a circle: ½ r² tr(H) / 2 (linear terms average out); bilinear interpolation error <= h²·‖H‖
     assert flat["rise_mean"][-1] == pytest.approx(0.25 * r**2 * np.trace(H), abs=0.1**2 * 4)
     assert "note" in flatness(np.linspace(0.5, 1, 3), None, np.ones(3))
+    # 0 inside the range but not a grid point: no interpolated "centre loss" (it would not be the checkpoint's)
+    x4 = np.linspace(-1, 1, 4)
+    assert "no point at the centre" in flatness(x4, None, 0.3 + x4**2)["note"]
+    # np.linspace's near-zero (here 1.1e-16) is the centre; a diverged neighbour leaves the centre loss exact
+    x95 = np.linspace(-3, 3, 95)
+    assert 0 < np.abs(x95).min() < 1e-15
+    f = 0.3 + x95**2
+    f[48] = np.inf
+    flat = flatness(x95, None, f, fractions=(0.01, 1.0))
+    assert flat["centre_loss"] == pytest.approx(0.3 + x95[47] ** 2)
+    assert np.isfinite(flat["rise_mean"][-1]) and flat["rise_max"][-1] == pytest.approx(9.0 - x95[47] ** 2)
