@@ -33,6 +33,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     except OSError as exc:  # os.access can say yes where creating a file fails (root on /proc, read-only mounts)
         raise LandscapeError(f"cannot create a file in {folder}: {exc.strerror or exc}; choose another --out") from None
     os.close(fd)
+    # mkstemp creates the file 0600; the result should get the mode any new file gets here (0644 under umask 022).
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     try:
         yield Path(tmp)
         try:

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from landscape._device import resolve_device
 from landscape._fs import ensure_writable_dir
-from landscape.checkpoint import read_checkpoint_file, save_checkpoint
+from landscape.checkpoint import architecture_difference, read_checkpoint_file, save_checkpoint
 from landscape.data import augment as augment_batch
 from landscape.errors import LandscapeError
 
@@ -144,8 +144,11 @@ def train(
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("save_every", save_every)):
         if value < 1:
             raise LandscapeError(f"{name}={value} must be at least 1")
-    if lr <= 0:
-        raise LandscapeError(f"lr={lr} must be positive")
+    if not (math.isfinite(lr) and lr > 0):
+        raise LandscapeError(f"--lr {lr} must be a finite positive number")
+    for name, value in (("momentum", momentum), ("weight-decay", weight_decay)):
+        if not (math.isfinite(value) and value >= 0):
+            raise LandscapeError(f"--{name} {value} must be a finite number ≥ 0")
     device = resolve_device(device)
     out = ensure_writable_dir(out_dir)
 
@@ -161,8 +164,14 @@ def train(
     last = out / "last.pt"
     if resume and last.exists():
         state = read_checkpoint_file(last)
-        saved = json.loads(state["meta"]).get("train_config", {})
+        saved_meta = json.loads(state["meta"])
+        saved = saved_meta.get("train_config", {})
         diff = [f"{k}: run {saved.get(k)!r} vs now {v!r}" for k, v in config.items() if saved.get(k) != v]
+        now_meta = {**getattr(model, "landscape_spec", {}), **meta}
+        if arch := architecture_difference(saved_meta, now_meta):
+            diff.insert(0, f"model: run vs now {arch}")
+        if saved_meta.get("dataset") != now_meta.get("dataset"):
+            diff.insert(0, f"dataset: run {saved_meta.get('dataset')!r} vs now {now_meta.get('dataset')!r}")
         if diff:
             raise LandscapeError(f"cannot resume {out} with other settings ({'; '.join(diff)})")
         model.load_state_dict(state["state_dict"])

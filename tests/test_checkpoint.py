@@ -121,3 +121,12 @@ def test_folder_that_refuses_new_files_is_a_user_error(tmp_path, monkeypatch):
             write(tmp_path / "out")
         assert "\n" not in str(err.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_written_files_get_the_usual_mode(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = save_checkpoint(tmp_path / "m.pt", _model(), {})
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600

@@ -109,3 +109,44 @@ def test_learning_rate_schedules():
 def test_bad_training_arguments(tmp_path):
     with pytest.raises(LandscapeError, match="schedule"):
         _small_run(tmp_path / "x", schedule="linear")
+
+
+def test_cli_resume_refuses_another_model_dataset_or_dropped_probes(tmp_path):
+    from click.testing import CliRunner
+
+    from landscape.cli import main
+
+    def run(*args):
+        return CliRunner().invoke(main, ["train", *map(str, args), "--epochs", "1", "--n-train", "64", "--quiet"])
+
+    assert run("resnet8", "--out", tmp_path / "r").exit_code == 0
+    cases = [(["fmmnet8"], "model: run vs now resnet8 vs fmmnet8"),
+             (["se_resnet8"], "model: run vs now resnet8 vs se_resnet8"),
+             (["resnet8", "--model-option", "merge=mul"], "merge=None vs 'mul'"),
+             (["resnet8", "--dataset", "synthetic"], "dataset: run 'digits' vs now 'synthetic'")]
+    for args, fragment in cases:
+        res = run(*args, "--out", tmp_path / "r", "--resume")
+        assert res.exit_code == 1 and fragment in res.output and res.output.count("\n") == 1, res.output
+    assert run("resnet8", "--out", tmp_path / "p", "--probe-every", 1).exit_code == 0
+    res = run("resnet8", "--out", tmp_path / "p", "--resume")
+    assert res.exit_code == 1 and "trained with probes" in res.output
+    for args, fragment in ((["--lr", "nan"], "--lr nan must be a finite positive"),
+                           (["--momentum", "-1"], "--momentum -1.0 must be"),
+                           (["--weight-decay", "inf"], "--weight-decay inf must be")):
+        res = run("resnet8", "--out", tmp_path / "bad", *args)
+        assert res.exit_code == 1 and fragment in res.output and res.output.count("\n") == 1, res.output
+        assert not (tmp_path / "bad").exists()
+
+
+def test_cli_interrupt_says_how_to_continue(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import landscape.training
+    from landscape.cli import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(landscape.training, "train", interrupted)
+    res = CliRunner().invoke(main, ["train", "resnet8", "--epochs", "1", "--out", str(tmp_path / "r"), "--quiet"])
+    assert res.exit_code == 130 and "add --resume" in res.output

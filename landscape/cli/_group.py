@@ -45,7 +45,10 @@ class _Group(click.Group):
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
-            click.echo("interrupted: finished work is saved; run the same command again to resume", err=True)
+            # train refuses to reuse a run folder unless told to resume; every other command resumes by itself.
+            how = "add --resume to the same command" if ctx.invoked_subcommand == "train" else \
+                "run the same command again"
+            click.echo(f"interrupted: finished work is saved; {how} to continue", err=True)
             sys.exit(130)
 
 

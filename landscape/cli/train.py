@@ -69,6 +69,12 @@ def train(model: str, dataset: str, data_dir: str | None, n_train: int | None, e
         from landscape.errors import LandscapeError
 
         raise LandscapeError("--probe-eta/--probe-bn need --probe-every K (probe every K training steps)")
+    elif resume and (out_dir / "predictiveness.h5").exists():
+        from landscape.errors import LandscapeError
+
+        # Resuming unprobed would leave the probe file silently covering only the first part of training.
+        raise LandscapeError(f"{out_dir} was trained with probes (predictiveness.h5): resume with the same "
+                             "--probe-every/--probe-eta/--probe-bn, or delete that file")
     train_data = load_dataset(dataset, split="train", n=n_train, seed=seed, data_dir=data_dir)
     test_data = load_dataset(dataset, split="test", data_dir=data_dir)
     net = seeded_model(model, num_classes=info.num_classes, in_channels=info.in_channels, seed=seed, **options)
