@@ -187,8 +187,9 @@ def load_checkpoint(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model of a checkpoint and return ``(model, meta)`` with the model in eval mode.
 
-    A plain state dict needs ``model`` (a registered name or ``pkg.module:callable``); ``model_options``
-    override the stored ones. ``meta`` gains ``sha256`` and ``path``.
+    A plain state dict needs ``model`` (a registered name or ``pkg.module:callable``) and, where needed,
+    ``model_options``. A checkpoint that records its model must not be rebuilt as another: ``model`` and
+    ``model_options`` may only repeat what it records. ``meta`` gains ``sha256`` and ``path``.
     """
     from landscape.models import build_model
 
@@ -199,9 +200,13 @@ def load_checkpoint(
     name = model or meta.get("model")
     if name is None:
         raise LandscapeError(f"{path} is a plain state dict without metadata; say which model it is with --model NAME")
-    options = {**(meta.get("model_options") or {}), **(model_options or {})} if name == meta.get("model") else dict(
-        model_options or {}
-    )
+    recorded = meta.get("model_options") or {}
+    options = {**recorded, **(model_options or {})} if name == meta.get("model") else dict(model_options or {})
+    if meta.get("model") is not None and (diff := architecture_difference(meta, {"model": name,
+                                                                                  "model_options": options})):
+        # Loading trained weights into another architecture would give numbers for a model never trained.
+        raise LandscapeError(f"{path} records its model ({diff}); --model/--model-option are for plain state "
+                             "dicts only: drop them, or save the weights as a plain state dict to reinterpret them")
     shapes = _infer_shapes(state)
     num_classes = int(meta.get("num_classes") or shapes.get("num_classes", 10))
     in_channels = int(meta.get("in_channels") or shapes.get("in_channels", 3))

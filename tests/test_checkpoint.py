@@ -90,12 +90,24 @@ def test_broken_and_foreign_files(tmp_path):
 
 
 def test_wrong_architecture_names_what_differs(tmp_path):
-    path = save_checkpoint(tmp_path / "r8.pt", _model(), {})
+    path = tmp_path / "plain.pt"
+    torch.save(_model().state_dict(), path)
     with pytest.raises(LandscapeError, match=r"does not fit model 'resnet20'.*missing key") as err:
         load_checkpoint(path, model="resnet20")
     assert "\n" not in str(err.value)
     with pytest.raises(LandscapeError, match="shape mismatch"):
         load_checkpoint(path, model="resnet8", model_options={"width": 2})
+
+
+def test_recorded_model_cannot_be_rebuilt_as_another(tmp_path):
+    path = save_checkpoint(tmp_path / "r8.pt", _model(), {})  # resnet8 with merge="gate"
+    for kwargs, fragment in (({"model": "fmmnet8"}, "resnet8 vs fmmnet8"),
+                             ({"model_options": {"merge": "add"}}, "merge='gate' vs 'add'")):
+        with pytest.raises(LandscapeError, match="records its model") as err:
+            load_checkpoint(path, **kwargs)
+        assert fragment in str(err.value) and "\n" not in str(err.value)
+    # repeating what the checkpoint records is harmless
+    load_checkpoint(path, model="resnet8", model_options={"merge": "gate"})
 
 
 def test_unwritable_folder_is_a_user_error(tmp_path):
