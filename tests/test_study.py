@@ -117,3 +117,13 @@ def test_quick_demo_runs_end_to_end(tmp_path):
     figs = sorted(p.name for p in (tmp_path / "figs").iterdir())
     assert figs == sorted(["surface1d.png", "surface_pca.png", "hessian.png", "predictiveness.png", "between.png",
                            "predictiveness-training.png"])
+
+
+def test_quick_and_full_demo_default_to_separate_folders(monkeypatch):
+    import landscape.cli.study
+
+    seen = []
+    monkeypatch.setattr(landscape.cli.study, "run_study", lambda spec, figures=None: seen.append(spec["study"]["out"]))
+    for args in (["demo", "--quick"], ["demo"], ["demo", "--out", "elsewhere"]):
+        assert CliRunner().invoke(main, args).exit_code == 0
+    assert seen == ["runs/demo-quick", "runs/demo", "elsewhere"]
