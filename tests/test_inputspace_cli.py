@@ -65,9 +65,16 @@ def test_between_and_noise(ckpt, tmp_path):
     b, n = tmp_path / "b.h5", tmp_path / "n.h5"
     assert run("inputspace", ckpt, "--mode", "between", "--samples", 40, "--pairs", 6, "--steps", 5,
                "--out", b, "--quiet").exit_code == 0
-    _, arr = read_inputspace(b)
+    attrs, arr = read_inputspace(b)
     assert arr["loss"].shape == (6, 5) and arr["same_class"].sum() == 3
     np.testing.assert_array_equal(arr["same_class"], arr["pair_target"][:, 0] == arr["pair_target"][:, 1])
+    # the stored pool settings map pair_index back to the samples
+    from landscape import load_dataset
+
+    assert attrs["n_samples"] == 40 and attrs["subset"]
+    _, pool_y = load_dataset("digits", split=attrs["split"], n=attrs["n_samples"] if attrs["subset"] else None,
+                             seed=attrs["seed"])
+    np.testing.assert_array_equal(pool_y.numpy()[arr["pair_index"]], arr["pair_target"])
     res = run("inputspace", ckpt, "--mode", "noise", "--samples", 16, "--sigma", "0:1:3", "--draws", 2,
               "--out", n, "--quiet")
     assert res.exit_code == 0, res.output
@@ -97,7 +104,11 @@ def test_plot_and_compare_write_files(ckpt, se_ckpt, tmp_path, check_bad_figure_
 
 @pytest.mark.parametrize(("args", "fragment"), [
     (["--radius", "0:1"], "--radius '0:1' is not MIN:MAX:NUM"),
-    (["--mode", "noise", "--directions", "gradient"], "apply to --mode around only"),
+    (["--mode", "noise", "--directions", "gradient"], "--directions applies to --mode around only"),
+    (["--mode", "between", "--radius", "0:5:3"], "--radius applies to --mode around only, not --mode between"),
+    (["--mode", "noise", "--pairs", "3"], "--pairs applies to --mode between only"),
+    (["--mode", "around", "--draws", "9"], "--draws applies to --mode noise only"),
+    (["--mode", "between", "--sigma", "0:3:4"], "--sigma applies to --mode noise only"),
     (["--mode", "between", "--samples", 1], "no same-class pair exists"),
     (["--dataset", "nope"], "unknown dataset 'nope'"),
 ])

@@ -36,6 +36,7 @@ def test_cli_writes_file_with_contract(ckpt, tmp_path):
     with h5py.File(out) as f:
         assert f.attrs["schema"] == "landscape.predictiveness/1"
         assert f.attrs["bn_mode"] == "train" and f.attrs["checkpoint_step"] == 7 and f.attrs["dataset"] == "digits"
+        assert f.attrs["n_samples"] == 1437 and not f.attrs["subset"]  # the whole digits train split
         assert f["loss"].shape == f["grad_diff"].shape == (3, 3)
         assert f["step"].shape == f["beta"].shape == f["train_loss"].shape == f["grad_norm"].shape == (3,)
         np.testing.assert_allclose(f["eta"][:], [0.1, 0.2, 0.3])

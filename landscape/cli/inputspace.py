@@ -69,8 +69,15 @@ def inputspace(checkpoint: str, mode: str, directions: str, n_directions: int, r
     out = out or f"{os.path.splitext(checkpoint)[0]}.inputspace-{mode}.h5"
     if os.path.exists(out) and not force:
         raise LandscapeError(f"{out} exists; pass --force to overwrite it or choose another --out")
-    if mode != "around" and (directions != "random" or n_directions != 1):
-        raise LandscapeError(f"--directions/--n-directions apply to --mode around only, not --mode {mode}")
+    # An option of another mode would be accepted and silently ignored: refuse it when it was given.
+    ctx = click.get_current_context()
+    only = {"directions": "around", "n_directions": "around", "radius": "around", "steps": "between",
+            "pairs": "between", "sigma": "noise", "draws": "noise"}
+    for param, its_mode in only.items():
+        given = ctx.get_parameter_source(param) not in (click.core.ParameterSource.DEFAULT, None)
+        if given and mode != its_mode:
+            flag = "--" + param.replace("_", "-")
+            raise LandscapeError(f"{flag} applies to --mode {its_mode} only, not --mode {mode}")
     if directions == "gradient" and n_directions != 1:
         raise LandscapeError("--directions gradient has one direction per sample; drop --n-directions")
     radii = parse_axis(radius, name="--radius").coords if mode == "around" else None
@@ -93,6 +100,9 @@ def inputspace(checkpoint: str, mode: str, directions: str, n_directions: int, r
                                   progress=False if quiet else None)
     attrs = {**result_attrs(result), "checkpoint": os.path.abspath(checkpoint), "checkpoint_sha256": meta.get("sha256"),
              "model": meta.get("model"), "model_options": meta.get("model_options"), "dataset": dataset,
-             "split": split, "batch_size": batch_size, "label": meta.get("model")}
+             "data_dir": data_dir or meta.get("data_dir"), "split": split, "batch_size": batch_size,
+             "label": meta.get("model"),
+             # pair_index / sample indices refer to load_dataset(dataset, split=split, n=n if subset, seed=seed)
+             "n_samples": len(y), "subset": n is not None}
     write_inputspace(out, mode=result.mode, arrays=to_arrays(result), attrs=attrs)
     click.echo(out)

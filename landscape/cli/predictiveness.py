@@ -52,7 +52,8 @@ def predictiveness(checkpoint: str, n_batches: int, eta: str, bn_mode: str, data
     save_result(result, out, attrs={
         "model": meta.get("model"), "model_options": meta.get("model_options"), "checkpoint": checkpoint,
         "checkpoint_sha256": meta.get("sha256"), "checkpoint_step": meta.get("step"),
-        "checkpoint_epoch": meta.get("epoch"), "dataset": dataset, "split": split, "batch_size": batch_size,
+        "checkpoint_epoch": meta.get("epoch"), "dataset": dataset, "data_dir": data_dir or meta.get("data_dir"),
+        "split": split, "n_samples": len(y), "subset": n_samples is not None, "batch_size": batch_size,
         "n_batches": n_batches, "device": str(dev),
     })
     click.echo(f"{meta.get('model', 'model')}: β {result.mean('beta'):.4g} (batch-weighted mean of {n_batches}), "
