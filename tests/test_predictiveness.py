@@ -268,14 +268,32 @@ def test_store_rejects_other_schema(tmp_path):
 # ---------------------------------------------------------------- plots
 
 
-def _fake_file(path, scale=1.0):
+def _fake_file(path, scale=1.0, eta=(0.05, 0.1, 0.2), bn_mode="train"):
     t = np.arange(0, 50, 5)
-    eta = np.array([0.05, 0.1, 0.2])
+    eta = np.array(eta)
     loss = scale * (2.0 - 0.02 * t[:, None] + eta[None])
     store.write(path, eta=eta, step=t, loss=loss, grad_diff=scale * eta[None] * (1 + 0 * t[:, None]),
                 beta=scale * np.ones(len(t)), train_loss=loss[:, 0], grad_norm=np.ones(len(t)),
-                attrs={"model": f"m{scale}", "x_axis": "step"})
+                attrs={"model": f"m{scale}", "x_axis": "step", "bn_mode": bn_mode})
     return path
+
+
+def test_compare_labels_each_curve_with_its_own_probe_settings(tmp_path, monkeypatch):
+    from landscape.plotting import PlotOptions
+    from landscape.plotting import predictiveness as plots
+
+    figures = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, out, **kw: figures.append(fig))
+    a, b = _fake_file(tmp_path / "a.h5"), _fake_file(tmp_path / "b.h5", 2.0)
+    c = _fake_file(tmp_path / "c.h5", 2.0, eta=(0.01, 0.1), bn_mode="eval")
+    plots.compare([a, b], labels=None, out=tmp_path / "ab.png", options=PlotOptions())
+    plots.compare([a, c], labels=None, out=tmp_path / "ac.png", options=PlotOptions())
+    same, differ = figures
+    assert same.get_suptitle() == "η ∈ [0.05, 0.2] (3 steps), BN train mode while probing"
+    assert "differ" in differ.get_suptitle()
+    legend = [t.get_text() for t in differ.axes[0].get_legend().get_texts()]
+    assert legend == ["m1.0 (η ∈ [0.05, 0.2] (3 steps), BN train mode while probing)",
+                      "m2.0 (η ∈ [0.01, 0.1] (2 steps), BN eval mode while probing)"]
 
 
 def test_plot_and_compare_write_files(tmp_path):

@@ -42,6 +42,12 @@ def _label(path: str | os.PathLike[str], data: store.PredictivenessData) -> str:
     return path.parent.name if path.stem == "predictiveness" and path.parent.name else path.stem
 
 
+def _settings(data: store.PredictivenessData) -> str:
+    etas = data.eta
+    return (f"η ∈ [{etas.min():g}, {etas.max():g}] ({len(etas)} steps), "
+            f"BN {data.attrs.get('bn_mode', '?')} mode while probing")
+
+
 def _band(ax: plt.Axes, x: np.ndarray, values: np.ndarray, color: str, label: str | None) -> None:
     lo, hi = values.min(axis=1), values.max(axis=1)
     if len(x) == 1:
@@ -56,6 +62,10 @@ def _draw(paths: Sequence[str | os.PathLike[str]], labels: Sequence[str] | None,
           options: PlotOptions) -> None:
     datasets = [_load(p) for p in paths]
     labels = list(labels) if labels is not None else [_label(p, d) for p, d in zip(paths, datasets)]
+    settings = [_settings(d) for d in datasets]
+    shared = len(set(settings)) == 1
+    if not shared:  # β over other η grids or BN modes is another quantity: each curve carries its own settings
+        labels = [f"{label} ({s})" for label, s in zip(labels, settings)]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), constrained_layout=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     axis_names = {d.attrs.get("x_axis", "step") for d in datasets}
@@ -76,9 +86,7 @@ def _draw(paths: Sequence[str | os.PathLike[str]], labels: Sequence[str] | None,
         ax.grid(alpha=0.3)
     if len(datasets) > 1:
         axes[0].legend(loc="best", fontsize="small")
-    etas = datasets[0].eta
-    bn = datasets[0].attrs.get("bn_mode", "?")
-    default_title = f"η ∈ [{etas.min():g}, {etas.max():g}] ({len(etas)} steps), BN {bn} mode while probing"
+    default_title = settings[0] if shared else "probe settings differ between the curves (see the legend)"
     fig.suptitle(options.title or default_title)
     save_figure(fig, out, dpi=options.dpi)
 
