@@ -71,10 +71,17 @@ def test_bad_studies_are_one_line_errors(tmp_path):
     bad = tmp_path / "bad.toml"
     for text, fragment in [("[[models]]\nlabel = 'x'", "at least one [[models]]"),
                            ("[[models]]\nmodel = 'resnet8'\n[[analyses]]\ncommand = 'rm'", "not one of"),
-                           ("[models\n", "not valid TOML"), ("[oops]\n", "unknown section")]:
+                           ("[models\n", "not valid TOML"), ("[oops]\n", "unknown section"),
+                           ("models = 3", "at least one [[models]]"),
+                           ("train = 3\n[[models]]\nmodel = 'resnet8'", "'train' must be a [train] table"),
+                           ("analyses = 3\n[[models]]\nmodel = 'resnet8'", "'analyses' must be [[analyses]]"),
+                           ("[[models]]\nmodel = 'resnet8'\n[[analyses]]\ncommand = 'hessian'\nout = 'x.h5'",
+                            "'out' is set by the study itself"),
+                           ("[[models]]\nmodel = 'resnet8'\nresume = false", "'resume' is set by the study")]:
         bad.write_text(text)
         result = CliRunner().invoke(main, ["study", str(bad)])
         assert result.exit_code == 1 and fragment in result.stderr, result.output
+        assert result.stderr.count("\n") == 1, result.stderr
     result = CliRunner().invoke(main, ["study", "no_such_study"])
     assert result.exit_code == 1 and "bundled studies: digits_demo" in result.stderr
 

@@ -63,8 +63,23 @@ def load_study(path: str | os.PathLike[str]) -> dict[str, Any]:
     if unknown:
         raise LandscapeError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}; use study, models, train, analyses")
     models = spec.get("models") or []
-    if not models or not all(isinstance(m, dict) and "model" in m for m in models):
+    if not isinstance(models, list) or not models or not all(isinstance(m, dict) and "model" in m for m in models):
         raise LandscapeError(f"{path}: declare at least one [[models]] entry with a 'model' key")
+    for section, kind in (("study", dict), ("train", dict), ("analyses", list)):
+        if section in spec and not isinstance(spec[section], kind):
+            shape = f"a [{section}] table" if kind is dict else f"[[{section}]] entries"
+            raise LandscapeError(f"{path}: '{section}' must be {shape}, got {type(spec[section]).__name__}")
+    if not all(isinstance(a, dict) for a in spec.get("analyses") or []):
+        raise LandscapeError(f"{path}: each [[analyses]] entry must be a table with a 'command' key")
+    # The study places every file itself; a user value for these would be silently overridden.
+    reserved = {"models": {"out", "resume"}, "train": {"out", "resume"}, "analyses": {"out", "force"}}
+    for section, keys in reserved.items():
+        entries = spec.get(section) or []
+        for entry in entries if isinstance(entries, list) else [entries]:
+            clash = sorted(keys & set(entry))
+            if clash:
+                raise LandscapeError(f"{path}: '{clash[0]}' is set by the study itself (results go under "
+                                     "[study] out); remove it from [" + section + "]")
     labels = [m.get("label", m["model"]) for m in models]
     if len(set(labels)) != len(labels):
         raise LandscapeError(f"{path}: model labels must be unique, got {labels}")
