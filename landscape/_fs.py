@@ -26,6 +26,8 @@ def ensure_writable_dir(folder: str | os.PathLike[str]) -> Path:
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary name beside ``path``; rename it to ``path`` only when the block succeeds."""
+    if os.fspath(path).endswith(("/", os.sep)):  # Path() would drop the slash and write a file named like the folder
+        raise LandscapeError(f"{os.fspath(path)} names a folder; give a file name, e.g. {os.fspath(path)}result.h5")
     path = Path(path)
     folder = ensure_writable_dir(path.parent)
     try:

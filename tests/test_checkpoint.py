@@ -142,3 +142,9 @@ def test_written_files_get_the_usual_mode(tmp_path):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
+
+
+def test_output_path_ending_in_a_slash_is_refused(tmp_path):
+    with pytest.raises(LandscapeError, match="names a folder"):
+        save_checkpoint(str(tmp_path / "sub") + "/", _model(), {})
+    assert list(tmp_path.iterdir()) == []
