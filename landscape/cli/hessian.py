@@ -136,13 +136,15 @@ def hessian(checkpoint: str, top_k: int, which: str, tol: float, max_iter: int |
                                              "trace": lc.trace, "trace_stderr": lc.trace_stderr}
                                    for lc in pl.layers}
             n_hvp += pl.n_hvp
+    # PyHessian's trace is always Hutchinson's, whatever --trace-method says.
+    used_trace_method = "hutchinson" if backend == "pyhessian" else trace_method
     attrs = {"checkpoint": os.path.abspath(checkpoint), "checkpoint_sha256": meta.get("sha256"),
              "model": meta.get("model"), "dataset": name, "split": split, "n_samples": len(inputs),
              "batch_size": batch_size, "seed": seed, "mode": mode, "backend": backend, "which": which,
              "k": top_k, "tol": tol, "probes": probes if do_trace or per_layer else None,
-             "trace_method": (("hutchinson" if backend == "pyhessian" else trace_method) if do_trace else None), "lanczos_steps": lanczos_steps if do_density
-             else None, "density_vectors": density_vectors if do_density else None, "params": param_pattern,
-             "n_hvp": n_hvp, "seconds": time.perf_counter() - t0}
+             "trace_method": used_trace_method if do_trace else None,
+             "lanczos_steps": lanczos_steps if do_density else None,
+             "density_vectors": density_vectors if do_density else None, "params": param_pattern, "n_hvp": n_hvp, "seconds": time.perf_counter() - t0}
     write_hessian(out, attrs=attrs, **stored)
     if "eigenvalues" in stored:
         click.echo("eigenvalues: " + " ".join(f"{v:.6g}" for v in stored["eigenvalues"]))

@@ -10,9 +10,11 @@ _KINDS = ["auto", "line", "contour", "contourf", "heatmap", "surface3d"]
 
 
 def _style_options(f):
-    f = click.option("--dpi", type=click.IntRange(min=1), default=150, show_default=True, help="Resolution of raster outputs.")(f)
+    f = click.option("--dpi", type=click.IntRange(min=1), default=150, show_default=True,
+                     help="Resolution of raster outputs.")(f)
     f = click.option("--title", default=None, help="Figure title.")(f)
-    f = click.option("--levels", type=click.IntRange(min=2), default=20, show_default=True, help="Contour levels (2D surfaces).")(f)
+    f = click.option("--levels", type=click.IntRange(min=2), default=20, show_default=True,
+                     help="Contour levels (2D surfaces).")(f)
     f = click.option("--vmax", type=float, default=None, help="Upper end of the colour/value scale.")(f)
     f = click.option("--vmin", type=float, default=None, help="Lower end of the colour/value scale.")(f)
     f = click.option("--log", is_flag=True, help="Logarithmic value scale.")(f)

@@ -96,7 +96,8 @@ def _draw2d(fig: plt.Figure, ax: plt.Axes, data: SurfaceData, v: np.ma.MaskedArr
                 transform=ax.transAxes)
     if data.trajectory is not None:
         path = data.trajectory
-        # On a 3D surface the path is drawn on the floor of the box, where the surface cannot hide it.
+        # On a 3D surface the path is drawn on the floor of the box (the surface may hide part of it: mplot3d has
+        # no depth test between artists).
         floor = {"zs": norm.vmin, "zdir": "z"} if kind == "surface3d" else {}
         ax.plot(path[:, 0], path[:, 1], "-o", color="crimson", markersize=2.5, linewidth=1, label="trajectory",
                 **floor)
