@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import socket
+import sys
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,3 +53,109 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+# Locks this process holds: path -> depth, so a command nested in another (a study running train) can take the
+# lock of an output its caller already holds without deadlocking on its own flock.
+_HELD: dict[str, int] = {}
+_HELD_GUARD = threading.Lock()
+
+
+def lock_path(path: str | os.PathLike[str]) -> Path:
+    """The lock file of an output (a file or a run folder): ``.NAME.lock`` beside it."""
+    path = Path(os.path.abspath(os.fspath(path).rstrip("/") or "/"))
+    return path.parent / f".{path.name}.lock"
+
+
+def _holder(lock: Path) -> str:
+    try:
+        info = json.loads(lock.read_text() or "{}")
+    except (OSError, ValueError):
+        return "another landscape process"
+    pid, host, since = info.get("pid"), info.get("host"), info.get("since")
+    when = time.strftime("%H:%M:%S", time.localtime(since)) if isinstance(since, (int, float)) else "?"
+    return f"landscape process {pid} on {host} (since {when})"
+
+
+def sweep_temp_files(path: str | os.PathLike[str]) -> int:
+    """Remove temporary files that an interrupted writer of ``path`` left beside it; returns how many.
+
+    Call only while holding :func:`output_lock` on ``path``: then no live writer owns such a file.
+    """
+    path = Path(path)
+    removed = 0
+    with contextlib.suppress(OSError):
+        for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                removed += 1
+    return removed
+
+
+@contextlib.contextmanager
+def output_lock(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Hold an exclusive lock on the output ``path`` (file or folder) for the block: one writer per output.
+
+    The lock is an ``flock`` on ``.NAME.lock`` beside ``path``, taken before anything is created or replaced and
+    released (the lock file removed) at the end; a second process gets a one-line error naming the holder. The
+    kernel drops the lock when a holder dies (even by kill -9), so a stale lock file never blocks a rerun. On
+    entry, temporary files that an interrupted writer left beside ``path`` are swept. Re-entrant within a process.
+    """
+    lock = lock_path(path)
+    key = os.fspath(lock)
+    with _HELD_GUARD:
+        if _HELD.get(key):
+            _HELD[key] += 1
+            nested = True
+        else:
+            nested = False
+    if nested:
+        try:
+            yield lock
+        finally:
+            with _HELD_GUARD:
+                _HELD[key] -= 1
+        return
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no protection against two writers, but the rest works
+        yield lock
+        return
+    ensure_writable_dir(lock.parent)
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise LandscapeError(f"cannot create the lock file {lock}: {exc.strerror or exc}; choose another "
+                                 "output") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise LandscapeError(f"{_holder(lock)} is writing {Path(path)}; wait for it to finish or choose another "
+                                 "output") from None
+        # The previous holder may have unlinked the lock file between our open and our flock: then we hold a lock
+        # on a file nobody else can see. Retry until the lock is on the file that is at the path.
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(lock))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(), "argv": sys.argv[:4]}
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps(info).encode())
+        sweep_temp_files(path)
+        with _HELD_GUARD:
+            _HELD[key] = 1
+        try:
+            yield lock
+        finally:
+            with _HELD_GUARD:
+                _HELD.pop(key, None)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock)  # while still holding it, so a waiter re-checks (see the samestat loop above)
+        os.close(fd)
