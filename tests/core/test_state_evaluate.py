@@ -97,3 +97,17 @@ def test_evaluate_regression_targets_have_nan_accuracy():
     assert math.isnan(r.acc)
     assert abs(r.loss - float(((net(x) - y) ** 2).mean().detach())) < 1e-12
     assert np.isfinite(r.stderr)
+
+
+def test_weights_hash_follows_the_tensors_and_provenance_round_trips():
+    from landscape.core.provenance import Provenance, provenance, weights_sha256
+
+    net = _net()
+    h = weights_sha256(net)
+    assert weights_sha256(net) == h
+    with torch.no_grad():
+        net[0].weight[0, 0] += 1e-12  # the smallest change still changes the identity
+    assert weights_sha256(net) != h
+    p = provenance(net, dataset="digits", split="test", n_samples=12, subset=True, seed=3)
+    assert p.model == "Sequential" and p.dtype == "float64" and p.threads == torch.get_num_threads()
+    assert Provenance.from_attrs(p.attrs()) == p
