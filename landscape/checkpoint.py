@@ -8,6 +8,7 @@ import io
 import json
 import os
 import pickletools
+import stat
 import warnings
 import zipfile
 from pathlib import Path
@@ -79,6 +80,39 @@ def _pickle_imports(path: Path) -> list[str] | None:
         return None
 
 
+# What torch's weights_only loader needs when its private table is unavailable (older/newer torch): tensors,
+# storages, dtypes and the containers a state dict uses. Nothing else may be imported by a checkpoint.
+_FALLBACK_GLOBALS = frozenset({
+    "collections.OrderedDict", "collections.Counter", "builtins.set", "builtins.frozenset", "builtins.bytearray",
+    "builtins.complex", "_codecs.encode", "torch.Size", "torch.Tensor", "torch.device",
+    "torch._utils._rebuild_tensor", "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor_v3",
+    "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state", "torch.nn.parameter.Parameter",
+    "torch._tensor._rebuild_from_type_v2", "torch.serialization._get_layout",
+} | {f"torch.{t}{k}" for t in ("Float", "Double", "Half", "BFloat16", "Long", "Int", "Short", "Char", "Byte",
+                                 "Bool", "ComplexFloat", "ComplexDouble") for k in ("Storage", "Tensor")}
+  | {f"torch.{d}" for d in ("float32", "float64", "float16", "bfloat16", "int64", "int32", "int16", "int8",
+                            "uint8", "bool", "complex64", "complex128", "UntypedStorage", "strided")})
+
+
+def _allowed_globals() -> frozenset[str]:
+    """The exact ``module.name`` globals torch's ``weights_only`` loader accepts (plus any the user allow-listed)."""
+    try:
+        from torch import _weights_only_unpickler as w
+
+        names = set(w._get_allowed_globals()) | set(w._get_user_allowed_globals())
+    except Exception:  # a private table: if torch moves it, fall back to the tensors-and-containers list
+        return _FALLBACK_GLOBALS
+    return frozenset(names | _FALLBACK_GLOBALS)
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a plain file"
+
+
 def _describe(path: Path) -> str:
     """A few words on what a file that is not a checkpoint holds, for error messages."""
     size = path.stat().st_size
@@ -94,9 +128,21 @@ def _describe(path: Path) -> str:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename: never a half-written file."""
+    """``torch.save`` to memory, then write a temporary file in the same folder, fsync and rename: never a
+    half-written file, and identical content gives identical bytes (hence the same SHA-256)."""
+    # torch names the zip's top folder after the file it writes to; a temporary name would make every save of the
+    # same tensors differ. Saved to a buffer, the folder is always "archive".
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(buffer.getbuffer())
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            raise LandscapeError(f"cannot write {path}: {exc.strerror or exc}; free some space or choose another "
+                                 "output") from None
 
 
 def save_checkpoint(
@@ -125,13 +171,23 @@ def read_checkpoint_file(path: str | os.PathLike[str], map_location: str | torch
     if path.is_dir():
         raise LandscapeError(f"{path} is a folder; give a checkpoint file (e.g. {path}/final.pt)")
     try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise LandscapeError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(mode):
+        # Opening a FIFO would block until someone writes to it; a device may never end.
+        raise LandscapeError(f"{path} is not a regular file ({_file_kind(mode)}); give a checkpoint file")
+    if not os.access(path, os.R_OK):
+        raise LandscapeError(f"cannot read {path}: permission denied")
+    try:
         with warnings.catch_warnings():
             # Plain pickles of protocol > 2 make torch warn before it fails; the one-line error below says it all.
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception:  # truncated zips surface as RuntimeError, KeyError, EOFError, BadZipFile, UnpicklingError...
         imports = _pickle_imports(path)
-        unsafe = [g for g in imports or () if not g.startswith(("torch.", "collections.OrderedDict", "builtins."))]
+        allowed = _allowed_globals()
+        unsafe = [g for g in imports or () if g not in allowed]
         if unsafe:
             raise LandscapeError(
                 f"refusing to load {path}: it is a pickle that would import {', '.join(unsafe[:3])}, which could run "
@@ -141,15 +197,74 @@ def read_checkpoint_file(path: str | os.PathLike[str], map_location: str | torch
             f"{path} is not a readable PyTorch checkpoint (truncated or foreign file?): found {_describe(path)}; "
             "expected a file written by landscape train or torch.save of a state dict"
         ) from None
-    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+    if isinstance(obj, dict) and isinstance(obj.get("format"), str) and obj["format"] == FORMAT:
+        if not isinstance(obj.get("meta"), str):
+            raise LandscapeError(f"{path} has damaged metadata: 'meta' is a {type(obj.get('meta')).__name__}, "
+                                 "not JSON text; the file was not written by landscape as it is")
+        _check_state(obj.get("state_dict"), path)
         return obj
     if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        _check_state(obj, path)
         return {"format": None, "state_dict": obj, "meta": "{}"}
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        _check_state(obj["state_dict"], path)
         return {"format": None, "state_dict": obj["state_dict"], "meta": "{}"}
     raise LandscapeError(
         f"{path} holds a {type(obj).__name__}, expected a landscape checkpoint or a plain state dict of tensors"
     )
+
+
+def _check_state(state: Any, path: Path) -> None:
+    if not isinstance(state, dict):
+        raise LandscapeError(f"{path} has no state dict (its 'state_dict' is a {type(state).__name__}); expected "
+                             "a file written by landscape train or torch.save of a state dict")
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise LandscapeError(f"{path}: state dict entry {key!r} is a {type(value).__name__}, not a tensor; "
+                                 "expected a file written by landscape train or torch.save of a state dict")
+
+
+# Metadata fields that code reads, and the types they must have (None is always allowed: not recorded).
+_META_TYPES: dict[str, tuple[type, ...]] = {
+    "model": (str,), "model_options": (dict,), "num_classes": (int,), "in_channels": (int,), "dataset": (str,),
+    "data_dir": (str,), "epoch": (int,), "step": (int,), "train_config": (dict,), "metrics": (dict,),
+}
+
+
+def checkpoint_meta(raw: dict[str, Any], path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The metadata of a checkpoint read by :func:`read_checkpoint_file`, with its fields' types checked; a
+    damaged field is a one-line error naming the file and the field."""
+    try:
+        meta = json.loads(raw["meta"])
+    except (ValueError, RecursionError):
+        raise LandscapeError(f"{path} has damaged metadata: it is not valid JSON; the file was not written by "
+                             "landscape as it is") from None
+    if not isinstance(meta, dict):
+        raise LandscapeError(f"{path} has damaged metadata: a JSON {type(meta).__name__}, not an object")
+    for key, types in _META_TYPES.items():
+        value = meta.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise LandscapeError(f"{path} has damaged metadata: '{key}' is {value!r:.60}, expected a "
+                                 f"{' or '.join(t.__name__ for t in types)}")
+        if key in ("num_classes", "in_channels") and value < 1:
+            raise LandscapeError(f"{path} has damaged metadata: '{key}' is {value}, expected a whole number ≥ 1")
+    if any(not isinstance(k, str) for k in meta.get("model_options") or {}):
+        raise LandscapeError(f"{path} has damaged metadata: 'model_options' has a key that is not a string")
+    return meta
+
+
+def _nonfinite(state: dict[str, torch.Tensor]) -> tuple[int, list[str]]:
+    """How many non-finite values the floating tensors of ``state`` hold, and in which tensors."""
+    total, where = 0, []
+    for key, value in state.items():
+        if value.is_floating_point() or value.is_complex():
+            bad = int((~torch.isfinite(value)).sum())
+            if bad:
+                total += bad
+                where.append(key)
+    return total, where
 
 
 def _infer_shapes(state: dict[str, torch.Tensor]) -> dict[str, int]:
@@ -175,7 +290,10 @@ def _fit_state(model: nn.Module, state: dict[str, torch.Tensor], path: Path, nam
             k = shapes[0]
             parts.append(f"{len(shapes)} shape mismatch(es) e.g. {k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}")
         raise LandscapeError(f"{path} does not fit model '{name}': {'; '.join(parts)}")
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:  # e.g. a tensor of a dtype that cannot be copied into the parameter
+        raise LandscapeError(f"{path} does not fit model '{name}': {str(exc).strip().splitlines()[-1]}") from None
 
 
 def load_checkpoint(
@@ -184,29 +302,52 @@ def load_checkpoint(
     model: str | None = None,
     model_options: dict[str, Any] | None = None,
     map_location: str | torch.device = "cpu",
+    allow_nonfinite: bool = False,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model of a checkpoint and return ``(model, meta)`` with the model in eval mode.
 
     A plain state dict needs ``model`` (a registered name or ``pkg.module:callable``) and, where needed,
     ``model_options``. A checkpoint that records its model must not be rebuilt as another: ``model`` and
-    ``model_options`` may only repeat what it records. ``meta`` gains ``sha256`` and ``path``.
+    ``model_options`` may only repeat what it records. A file is never trusted to name code: one that records a
+    ``pkg.module:callable`` loads only when ``model`` names that same callable. Weights holding NaN or inf are
+    refused unless ``allow_nonfinite``. ``meta`` gains ``sha256`` and ``path``.
     """
-    from landscape.models import build_model
+    from landscape.models import build_model, list_models
 
     path = Path(path)
     raw = read_checkpoint_file(path, map_location)
-    meta: dict[str, Any] = json.loads(raw["meta"])
+    meta = checkpoint_meta(raw, path)
     state = raw["state_dict"]
-    name = model or meta.get("model")
+    recorded_name = meta.get("model")
+    if model is not None and not isinstance(model, str):
+        raise LandscapeError(f"model={model!r} must be a model name or 'package.module:callable'")
+    if model_options is not None and not isinstance(model_options, dict):
+        raise LandscapeError(f"model_options={model_options!r} must be a dict")
+    if recorded_name is not None and recorded_name not in list_models() and model != recorded_name:
+        if ":" in recorded_name:
+            # The hole this closes: a file that names code would run it. Only the caller may name code.
+            raise LandscapeError(
+                f"{path} records model '{recorded_name}', which is code named by the file; landscape never imports "
+                f"code a file names: if you trust it, pass it yourself with --model {recorded_name}")
+        if model is None:
+            raise LandscapeError(f"{path} records model '{recorded_name}', which is not a registered model "
+                                 "('landscape models' lists them); was it registered in another program?")
+    name = model or recorded_name
     if name is None:
         raise LandscapeError(f"{path} is a plain state dict without metadata; say which model it is with --model NAME")
     recorded = meta.get("model_options") or {}
-    options = {**recorded, **(model_options or {})} if name == meta.get("model") else dict(model_options or {})
-    if meta.get("model") is not None and (diff := architecture_difference(meta, {"model": name,
-                                                                                  "model_options": options})):
+    options = {**recorded, **(model_options or {})} if name == recorded_name else dict(model_options or {})
+    if recorded_name is not None and (diff := architecture_difference(meta, {"model": name,
+                                                                             "model_options": options})):
         # Loading trained weights into another architecture would give numbers for a model never trained.
         raise LandscapeError(f"{path} records its model ({diff}); --model/--model-option are for plain state "
                              "dicts only: drop them, or save the weights as a plain state dict to reinterpret them")
+    if not allow_nonfinite:
+        count, where = _nonfinite(state)
+        if count:
+            more = f" (and {len(where) - 1} more tensor(s))" if len(where) > 1 else ""
+            raise LandscapeError(f"{path} holds {count} non-finite value(s) in {where[0]}{more}; its training "
+                                 "diverged: use an earlier checkpoint (or allow_nonfinite=True to load it anyway)")
     shapes = _infer_shapes(state)
     num_classes = int(meta.get("num_classes") or shapes.get("num_classes", 10))
     in_channels = int(meta.get("in_channels") or shapes.get("in_channels", 3))

@@ -198,21 +198,24 @@ def build_directions(kind: Kind, weights: Direction, *, ndim: int, seed: int = 0
 
 
 def load_trajectory(run_dir: str | os.PathLike[str], *, dir_type: params.DirType = "weights",
-                    device: torch.device | str = "cpu", like: dict[str, Any] | None = None) -> list[Direction]:
+                    device: torch.device | str = "cpu", like: dict[str, Any] | None = None,
+                    model: str | None = None, model_options: dict[str, Any] | None = None) -> list[Direction]:
     """The weights of every checkpoint of a training run folder, in training order.
 
     ``like`` (a checkpoint's metadata) requires every checkpoint to hold the same architecture and options.
+    ``model``/``model_options`` are the caller's own, passed to :func:`~landscape.checkpoint.load_checkpoint`: a
+    checkpoint that records a ``pkg.module:callable`` loads only when the caller names it (files never name code).
     """
     from landscape.checkpoint import architecture_difference, load_checkpoint
     from landscape.training import trajectory
 
     out = []
     for p in trajectory(run_dir):
-        model, meta = load_checkpoint(p, map_location=device)
+        net, meta = load_checkpoint(p, model=model, model_options=model_options, map_location=device)
         if like is not None and (diff := architecture_difference(like, meta)):
             raise LandscapeError(f"{p} is not the same model as the centre checkpoint ({diff}); "
                                  "--trajectory must be the run that trained it")
-        out.append(params.get_tensors(model, dir_type=dir_type))
+        out.append(params.get_tensors(net, dir_type=dir_type))
     if not out:
         raise LandscapeError(f"no checkpoints found in {run_dir}; is it a folder written by landscape train?")
     return out

@@ -132,7 +132,8 @@ def surface(checkpoint: str, xspec: str, yspec: str | None, direction: str, targ
             direction, weights, ndim=1 if grid.y is None else 2, seed=seed, norm=norm, ignore=ignore,  # type: ignore[arg-type]
             target=None if target is None else params.get_tensors(target_model, dir_type=dir_type),  # type: ignore[arg-type]
             trajectory=None if trajectory is None else load_trajectory(trajectory, dir_type=dir_type, device=dev,  # type: ignore[arg-type]
-                                                                       like=meta),
+                                                                       like=meta, model=model_name,
+                                                                       model_options=opts),
             eigen_path=eigenvectors)
 
     out = out or default_output(checkpoint, two_d=grid.y is not None, direction=direction, split=split)
