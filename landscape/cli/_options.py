@@ -15,8 +15,14 @@ def device_option(f: F) -> F:
                         help="auto (CUDA when present), cpu, cuda or cuda:N.")(f)
 
 
+# torch's generators take seeds in [-2**63, 2**64 - 1] but wrap negative ones onto the top half (-1 is 2**64 - 1,
+# two names for one seed) and numpy refuses them; seeds derived as seed + k must not overflow either. So: 0..2**63-1.
+SEED = click.IntRange(0, 2**63 - 1)
+
+
 def seed_option(f: F) -> F:
-    return click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random choice.")(f)
+    return click.option("--seed", type=SEED, default=0, show_default=True,
+                        help="Seed for every random choice (0 to 2^63-1).")(f)
 
 
 def dataset_options(*, split: str = "train", batch_size: int = 128,
