@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from landscape import params
+from landscape._budget import human_bytes, require_memory, warn_if_long
+from landscape._fs import output_lock
 from landscape.directions import DirectionSet
 from landscape.errors import LandscapeError
 from landscape.grid import Grid
@@ -195,6 +197,19 @@ def ordered_data(inputs: torch.Tensor, targets: torch.Tensor, *, seed: int, devi
     return inputs[order].to(device).contiguous(), targets[order].to(device).contiguous()
 
 
+# Bytes per grid point that a surface holds in memory and on disk: five float64/int64 values and a done flag, read
+# back whole by info and plot, plus the index of a point still to do.
+BYTES_PER_POINT = 5 * 8 + 1 + 8
+
+
+def check_grid_fits(grid: Grid, *, available: int | None = None) -> None:
+    """Refuse, up front and with the estimate, a grid whose arrays cannot be held in memory."""
+    shape = "×".join(str(n) for n in grid.shape)
+    require_memory(float(grid.size) * BYTES_PER_POINT, available=available,
+                   what=f"a {shape} grid ({grid.size:,} points, {human_bytes(BYTES_PER_POINT)} each)",
+                   fix="use fewer points (NUM in MIN:MAX:NUM)")
+
+
 def compute_surface(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, out: str | os.PathLike[str],
                     grid: Grid, settings: SurfaceSettings, directions: Callable[[], DirectionSet],
                     loss_fn: LossFn = cross_entropy, recal_inputs: torch.Tensor | None = None,
@@ -217,43 +232,58 @@ def compute_surface(model: nn.Module, inputs: torch.Tensor, targets: torch.Tenso
         raise LandscapeError(f"--precision-target must be positive, got {s.precision_target}")
     if (grid.y is None) != (s.yspec is None):
         raise LandscapeError("settings.yspec and the grid disagree on 1D versus 2D")
+    check_grid_fits(grid)
     t_start = time.perf_counter()
     device = next(model.parameters()).device  # the data go where the model is
     attrs: dict[str, Any] = {**asdict(s), "n_samples": len(inputs), "device": str(device)}
     base = params.get_tensors(model, dir_type=s.dir_type)  # type: ignore[arg-type]
-    resume = os.path.exists(out) and not overwrite
-    if resume:
-        store.check_settings(out, attrs)
-        stored = store.read_directions(out)
-        dirs = [params.from_numpy(stored[a], like=base) for a in ("x", "y") if a in stored]
-    else:
-        ds = directions()
-        dirs = [ds.x] if ds.y is None else [ds.x, ds.y]
-        attrs.update({k: v for k, v in ds.info.items()})
-        store.create(out, attrs=attrs, x=grid.x.coords, y=None if grid.y is None else grid.y.coords, split=s.split,
-                     directions={a: params.to_numpy(d) for a, d in zip("xy", dirs)}, trajectory=ds.path)
-    done = store.read_done(out).reshape(-1)
-    todo = [i for i in range(grid.size) if not done[i]]
-    xs, ys = ordered_data(inputs, targets, seed=s.seed, device=device)
-    recal = None if recal_inputs is None else recal_inputs.to(device)
-    n_forward = 0
-    with store.Writer(out, split=s.split) as writer, tqdm(total=grid.size, initial=grid.size - len(todo),
-                                                         desc="surface", unit="pt", disable=not progress or None,
-                                                         dynamic_ncols=True) as bar:
-        points = compute_points(model, todo, grid=grid, base=base, directions=dirs, inputs=xs, targets=ys,
-                                batch_size=s.batch_size, loss_fn=loss_fn, bn=s.bn,  # type: ignore[arg-type]
-                                recal_inputs=recal, precision_target=s.precision_target, min_samples=s.min_samples)
-        try:
-            for r in points:
-                writer.write(grid.unravel(r.index), loss=r.loss, acc=r.acc, stderr=r.stderr, n=r.n,
-                             seconds=r.seconds)
-                n_forward += r.n + (0 if recal is None else len(recal))
-                bar.update(1)
-                if callback is not None:
-                    callback(r)
-        finally:
-            points.close()
-    return SurfaceResult(os.fspath(out), grid.shape, grid.size, len(todo), n_forward,
+    n_forward, n_todo = 0, 0
+    # One writer per output: the lock is taken before the existence check and held to the end, so a second run
+    # (with or without overwrite) is refused with one line instead of replacing or filling this run's file.
+    with output_lock(out):
+        resume = os.path.exists(out) and not overwrite
+        if resume:
+            store.check_settings(out, attrs)
+            stored = store.read(out)  # validated: a damaged file is one line
+            if stored.loss.shape != grid.shape or not np.array_equal(stored.x, grid.x.coords) or (
+                    grid.y is not None and not np.array_equal(stored.y, grid.y.coords)):
+                raise LandscapeError(f"{out} is damaged: its coordinates do not match xspec/yspec; use --overwrite "
+                                     "to start afresh")
+            found = store.read_directions(out)
+            dirs = [params.from_numpy(found[a], like=base) for a in ("x", "y") if a in found]
+        else:
+            ds = directions()
+            dirs = [ds.x] if ds.y is None else [ds.x, ds.y]
+            attrs.update({k: v for k, v in ds.info.items()})
+            store.create(out, attrs=attrs, x=grid.x.coords, y=None if grid.y is None else grid.y.coords,
+                         split=s.split, directions={a: params.to_numpy(d) for a, d in zip("xy", dirs)},
+                         trajectory=ds.path)
+        xs, ys = ordered_data(inputs, targets, seed=s.seed, device=device)
+        recal = None if recal_inputs is None else recal_inputs.to(device)
+        with store.Writer(out, split=s.split) as writer:
+            # Points flagged done whose values a failed write lost were unmarked by the writer: computed again.
+            todo = np.flatnonzero(~writer.done.reshape(-1))
+            n_todo = len(todo)
+            with tqdm(total=grid.size, initial=grid.size - n_todo, desc="surface", unit="pt",
+                      disable=not progress or None, dynamic_ncols=True) as bar:
+                points = compute_points(model, todo, grid=grid, base=base, directions=dirs, inputs=xs,
+                                        targets=ys, batch_size=s.batch_size, loss_fn=loss_fn,
+                                        bn=s.bn,  # type: ignore[arg-type]
+                                        recal_inputs=recal, precision_target=s.precision_target,
+                                        min_samples=s.min_samples)
+                try:
+                    for k, r in enumerate(points):
+                        writer.write(grid.unravel(r.index), loss=r.loss, acc=r.acc, stderr=r.stderr, n=r.n,
+                                     seconds=r.seconds)
+                        if k == 0:  # the time estimate: the first point, measured, times the points left
+                            warn_if_long(r.seconds * n_todo, what=f"the surface {out} ({n_todo} points)")
+                        n_forward += r.n + (0 if recal is None else len(recal))
+                        bar.update(1)
+                        if callback is not None:
+                            callback(r)
+                finally:
+                    points.close()
+    return SurfaceResult(os.fspath(out), grid.shape, grid.size, n_todo, n_forward,
                          time.perf_counter() - t_start, s.seed)
 
 

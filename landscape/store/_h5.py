@@ -1,27 +1,85 @@
-"""Shared HDF5 helpers: atomic creation, schema checks, JSON-safe attributes."""
+"""Shared HDF5 helpers: atomic creation, schema checks, JSON-safe attributes, one-line errors for damaged files."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import h5py
 import numpy as np
 
-from landscape._fs import atomic_path
+from landscape._fs import atomic_path, output_lock
 from landscape._version import __version__
 from landscape.errors import LandscapeError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _reason(exc: BaseException) -> str:
+    """The useful part of an OS or HDF5 error, on one line (HDF5 nests the errno text inside its own)."""
+    if isinstance(exc, OSError) and exc.strerror and exc.errno:
+        return exc.strerror
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    found = re.search(r"error message = '([^']*)'", text)
+    return " ".join((found.group(1) if found else text or type(exc).__name__).split())
+
+
+def write_error(path: str | os.PathLike[str], exc: BaseException, *, kept: str = "") -> LandscapeError:
+    """The one-line error for a write that failed (full disk, file-size limit, quota, I/O error)."""
+    return LandscapeError(f"cannot write {os.fspath(path)}: {_reason(exc)}; free space or choose another output"
+                          + (f"; {kept}" if kept else ""))
 
 
 @contextlib.contextmanager
 def atomic_h5(path: str | os.PathLike[str]) -> Iterator[h5py.File]:
-    """Open a new HDF5 file under a temporary name and rename it to ``path`` only when the block succeeds."""
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        yield f
+    """Open a new HDF5 file under a temporary name and rename it to ``path`` only when the block succeeds.
+
+    The output lock on ``path`` is held throughout (one writer per output). A failed write, including one that
+    HDF5 reports only when the file is closed, is a one-line error and leaves no file behind; the closed file is
+    reopened before the rename, so a file HDF5 failed to finish silently is never put in place.
+    """
+    with output_lock(path), atomic_path(path) as tmp:
+        try:
+            f = h5py.File(tmp, "w")
+        except OSError as exc:
+            raise write_error(path, exc) from None
+        try:
+            yield f
+        except (OSError, RuntimeError) as exc:
+            with contextlib.suppress(Exception):
+                f.close()
+            raise write_error(path, exc) from None
+        except BaseException:
+            with contextlib.suppress(Exception):
+                f.close()
+            raise
+        try:
+            f.close()
+            h5py.File(tmp, "r").close()  # HDF5 refuses a truncated file here ("truncated file: eof = ...")
+        except (OSError, RuntimeError) as exc:
+            raise write_error(path, exc) from None
+
+
+def damaged(path: str | os.PathLike[str], what: str) -> LandscapeError:
+    return LandscapeError(f"{os.fspath(path)} is damaged: {what}; compute it again")
+
+
+def guard_read(func: F) -> F:
+    """Turn what a damaged file raises while ``func(path, ...)`` reads it (missing datasets or attributes, wrong
+    shapes or types, unreadable bytes) into one line, ``PATH is damaged: ...``."""
+    @functools.wraps(func)
+    def wrapper(path: str | os.PathLike[str], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(path, *args, **kwargs)
+        except (KeyError, ValueError, TypeError, IndexError, OSError, RuntimeError, AttributeError) as exc:
+            raise damaged(path, _reason(exc)) from None
+    return wrapper  # type: ignore[return-value]
 
 
 def _attr_value(value: Any) -> Any:
@@ -48,7 +106,7 @@ def read_attrs(obj: h5py.Group | h5py.Dataset) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in obj.attrs.items():
         if isinstance(value, bytes):
-            value = value.decode()
+            value = value.decode()  # invalid UTF-8 is a ValueError: guard_read reports the file as damaged
         if isinstance(value, np.generic):
             value = value.item()
         out[key] = value
@@ -66,6 +124,7 @@ def open_h5(path: str | os.PathLike[str], mode: str = "r") -> h5py.File:
         raise LandscapeError(f"{path} is not a readable HDF5 file ({exc}); was it written by landscape?") from None
 
 
+@guard_read
 def read_schema(path: str | os.PathLike[str]) -> str:
     """The ``schema`` root attribute of a landscape HDF5 file, e.g. ``"landscape.surface/1"``."""
     with open_h5(path) as f:

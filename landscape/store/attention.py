@@ -20,7 +20,15 @@ from typing import Any
 import numpy as np
 
 from landscape.errors import LandscapeError
-from landscape.store._h5 import atomic_h5, base_attrs, open_h5, read_attrs, require_schema, write_attrs
+from landscape.store._h5 import (
+    atomic_h5,
+    base_attrs,
+    guard_read,
+    open_h5,
+    read_attrs,
+    require_schema,
+    write_attrs,
+)
 
 SCHEMA = "landscape.attention/1"
 CORRELATION_KEYS = ("spearman", "spearman_p", "kendall", "kendall_p")
@@ -45,6 +53,7 @@ def write_attention(path: str | os.PathLike[str], *, modules: Sequence[Mapping[s
     return Path(path)
 
 
+@guard_read
 def read_attention(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """``(root attributes, modules)``; each module a dict of its attributes plus ``mean_weight``/``importance``."""
     require_schema(path, SCHEMA)

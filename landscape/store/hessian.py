@@ -15,7 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from landscape.store._h5 import atomic_h5, base_attrs, open_h5, read_attrs, require_schema, write_attrs
+from landscape.store._h5 import (
+    atomic_h5,
+    base_attrs,
+    guard_read,
+    open_h5,
+    read_attrs,
+    require_schema,
+    write_attrs,
+)
 
 SCHEMA = "landscape.hessian/1"
 
@@ -54,6 +62,7 @@ def write_hessian(path: str | os.PathLike[str], *, attrs: Mapping[str, Any],
                     gl[key] = np.asarray(value, dtype=np.float64)
 
 
+@guard_read
 def read_hessian(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Everything but the eigenvectors, as plain numpy values; ``attrs`` holds the root attributes."""
     require_schema(path, SCHEMA)
@@ -75,6 +84,7 @@ def read_hessian(path: str | os.PathLike[str]) -> dict[str, Any]:
     return out
 
 
+@guard_read
 def read_eigenvectors(path: str | os.PathLike[str]) -> list[dict[str, np.ndarray]]:
     """The saved eigenvectors, in eigenvalue order, each ``{parameter name: array}`` (unit norm overall)."""
     from landscape.errors import LandscapeError

@@ -24,7 +24,15 @@ from typing import Any
 import numpy as np
 
 from landscape.errors import LandscapeError
-from landscape.store._h5 import atomic_h5, base_attrs, open_h5, read_attrs, require_schema, write_attrs
+from landscape.store._h5 import (
+    atomic_h5,
+    base_attrs,
+    guard_read,
+    open_h5,
+    read_attrs,
+    require_schema,
+    write_attrs,
+)
 
 SCHEMA = "landscape.inputspace/1"
 _STATS = ("total_variation", "max_second_diff", "lipschitz", "flips")
@@ -51,6 +59,7 @@ def write_inputspace(path: str | os.PathLike[str], *, mode: str, arrays: Mapping
     return Path(path)
 
 
+@guard_read
 def read_inputspace(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """``(attributes, arrays)`` of a stored input-space result."""
     require_schema(path, SCHEMA)

@@ -8,15 +8,27 @@ training run appends one row per probe and a resumed run truncates rows past its
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import h5py
 import numpy as np
 
+from landscape._fs import output_lock
 from landscape.errors import LandscapeError
-from landscape.store._h5 import atomic_h5, base_attrs, open_h5, read_attrs, require_schema, write_attrs
+from landscape.store._h5 import (
+    atomic_h5,
+    base_attrs,
+    guard_read,
+    open_h5,
+    read_attrs,
+    require_schema,
+    write_attrs,
+    write_error,
+)
 
 SCHEMA = "landscape.predictiveness/1"
 ROW_FIELDS = ("step", "loss", "grad_diff", "beta", "train_loss", "grad_norm")
@@ -74,7 +86,7 @@ def append(path: str | os.PathLike[str], *, step: Any, loss: Any, grad_diff: Any
            grad_norm: Any) -> int:
     """Append rows to an existing file; returns the new row count."""
     require_schema(path, SCHEMA)
-    with open_h5(path, "a") as f:
+    with _in_place(path) as f:
         rows = _rows(step, loss, grad_diff, beta, train_loss, grad_norm, len(f["eta"]))
         n_old = len(f["step"])
         n_new = n_old + len(rows["step"])
@@ -84,10 +96,22 @@ def append(path: str | os.PathLike[str], *, step: Any, loss: Any, grad_diff: Any
     return n_new
 
 
+@contextlib.contextmanager
+def _in_place(path: str | os.PathLike[str]) -> Iterator[h5py.File]:
+    """Open for an in-place change under the output lock; a failed write (full disk…) is one line."""
+    with output_lock(path):
+        f = open_h5(path, "a")
+        try:
+            with f:
+                yield f
+        except (OSError, RuntimeError) as exc:
+            raise write_error(path, exc) from None
+
+
 def truncate(path: str | os.PathLike[str], *, before_step: int) -> int:
     """Drop every row from the first one with ``step >= before_step`` on; returns the rows kept."""
     require_schema(path, SCHEMA)
-    with open_h5(path, "a") as f:
+    with _in_place(path) as f:
         steps = f["step"][:]
         late = np.flatnonzero(steps >= before_step)
         keep = int(late[0]) if len(late) else len(steps)
@@ -97,6 +121,7 @@ def truncate(path: str | os.PathLike[str], *, before_step: int) -> int:
     return keep
 
 
+@guard_read
 def read_settings(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any]]:
     """The η grid and root attributes, without reading the rows."""
     require_schema(path, SCHEMA)
@@ -104,6 +129,7 @@ def read_settings(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, A
         return f["eta"][:].astype(np.float64), read_attrs(f)
 
 
+@guard_read
 def read(path: str | os.PathLike[str]) -> PredictivenessData:
     """Read a whole predictiveness file."""
     require_schema(path, SCHEMA)

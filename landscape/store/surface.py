@@ -7,15 +7,17 @@ shape (nx,) or (nx, ny) with ``[i, j]`` the point ``(x_i, y_j)``; unfinished poi
 tensors). Optional ``trajectory/coordinates`` (T, 2): the projected training path (PCA).
 
 Crash safety: the file is created complete-but-empty under a temporary name and renamed; every dataset is contiguous
-and allocated up front, so writing a point touches raw data only. A point's values are flushed before its ``done``
-flag, so a kill -9 at any moment leaves at worst a point that is not marked done. ``complete`` turns true only
-when every point is done.
+and allocated up front, so writing a point touches raw data only. A point's values are written (each write checked)
+before its ``done`` flag, so a kill -9 at any moment leaves at worst a point that is not marked done, and a failed
+write (full disk, file-size limit, I/O error) stops the run with one line before the flag. Readers trust a flag
+only where the point's values are all there (:func:`valid_points`); a resumed run recomputes the others.
+``complete`` turns true only when every point is done and holds its values.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +25,19 @@ from typing import Any
 import h5py
 import numpy as np
 
+from landscape._fs import output_lock
 from landscape.errors import LandscapeError
-from landscape.store._h5 import atomic_h5, base_attrs, open_h5, read_attrs, require_schema, write_attrs
+from landscape.store._h5 import (
+    atomic_h5,
+    base_attrs,
+    damaged,
+    guard_read,
+    open_h5,
+    read_attrs,
+    require_schema,
+    write_attrs,
+    write_error,
+)
 
 SCHEMA = "landscape.surface/1"
 # Root attributes that must agree for a file to be resumed.
@@ -47,6 +60,13 @@ class SurfaceData:
     n_evaluated: np.ndarray
     done: np.ndarray
     trajectory: np.ndarray | None
+    flagged: np.ndarray | None = None  # the raw done flags; ``done`` is these where the values are all there
+    seconds: np.ndarray | None = None
+
+    @property
+    def n_lacking(self) -> int:
+        """Points flagged done whose values are missing (a write failed): they are computed again on resume."""
+        return 0 if self.flagged is None else int((self.flagged & ~self.done).sum())
 
     @property
     def ndim(self) -> int:
@@ -75,6 +95,7 @@ def create(path: str | os.PathLike[str], *, attrs: Mapping[str, Any], x: np.ndar
             f.create_dataset("trajectory/coordinates", data=np.asarray(trajectory, dtype=np.float64))
 
 
+@guard_read
 def check_settings(path: str | os.PathLike[str], attrs: Mapping[str, Any]) -> None:
     """Refuse, naming the first difference, if ``path`` was made with other settings than ``attrs``."""
     require_schema(path, SCHEMA)
@@ -100,103 +121,200 @@ def _norm_attr(value: Any) -> Any:
     return value
 
 
-def read_done(path: str | os.PathLike[str]) -> np.ndarray:
-    with open_h5(path) as f:
-        return f["done"][()]
-
-
 def read_directions(path: str | os.PathLike[str]) -> dict[str, dict[str, np.ndarray]]:
     """``{"x": {key: array}, "y": {...}}`` as stored (``y`` absent for 1D)."""
+    return _read_directions(path)
+
+
+@guard_read
+def _read_directions(path: str | os.PathLike[str]) -> dict[str, dict[str, np.ndarray]]:
     with open_h5(path) as f:
+        if "directions" not in f or "x" not in f["directions"]:
+            raise damaged(path, "it holds no directions")
         return {axis: {k: g[k][()] for k in g} for axis, g in f["directions"].items()}
 
 
+def grid_datasets(split: str) -> dict[str, str]:
+    """The per-point datasets of a surface and the numpy kind of each (f: float, i: integer, b: bool)."""
+    return {f"{split}_loss": "f", f"{split}_acc": "f", f"{split}_loss_stderr": "f", "n_evaluated": "i",
+            "point_seconds": "f", "done": "b"}
+
+
+def _layout(f: h5py.File, path: str | os.PathLike[str]) -> tuple[dict[str, Any], str, tuple[int, ...]]:
+    """Validate the structure of an open surface file: ``(attributes, split, grid shape)``, or one line naming
+    what is damaged (missing coordinates, datasets of another shape or type, unusable attributes)."""
+    attrs = read_attrs(f)
+    split = attrs.get("split")
+    if not isinstance(split, str) or not split or "/" in split:
+        raise damaged(path, f"its 'split' attribute is {split!r}, not a split name")
+    axes = []
+    for name in ("xcoordinates", "ycoordinates"):
+        if name not in f:
+            if name == "xcoordinates":
+                raise damaged(path, "it lacks the dataset 'xcoordinates'")
+            continue
+        c = f[name]
+        if not isinstance(c, h5py.Dataset) or c.ndim != 1 or c.size == 0 or c.dtype.kind != "f":
+            raise damaged(path, f"'{name}' is not a list of coordinates")
+        axes.append(c.shape[0])
+    yspec = attrs.get("yspec", "null")
+    if isinstance(yspec, str) and yspec != "null" and len(axes) == 1:
+        raise damaged(path, f"yspec is {yspec} but it lacks the dataset 'ycoordinates'")
+    shape = tuple(axes)
+    for name, kind in grid_datasets(split).items():
+        if name not in f:
+            raise damaged(path, f"it lacks the dataset '{name}'")
+        d = f[name]
+        if not isinstance(d, h5py.Dataset) or d.shape != shape or d.dtype.kind != kind:
+            what = f"{d.shape} {d.dtype}" if isinstance(d, h5py.Dataset) else "a group"
+            raise damaged(path, f"'{name}' is {what}, the grid needs shape {shape} of kind '{kind}'")
+    return attrs, split, shape
+
+
+def valid_points(*, loss: np.ndarray, acc: np.ndarray, stderr: np.ndarray, n: np.ndarray, seconds: np.ndarray,
+                 n_samples: Any = None) -> np.ndarray:
+    """Where a point holds all its values, whatever its ``done`` flag says.
+
+    The rule: at least one sample evaluated (``n_evaluated`` ≥ 1, and at most ``n_samples`` when recorded), a
+    finite, non-negative ``point_seconds``, an accuracy that is NaN (not a classifier) or within [0, 1], and for a
+    finite loss over more than one sample a finite, non-negative standard error. A non-finite loss with
+    ``n_evaluated`` ≥ 1 is a diverged point, which is a result. Points never written hold NaN and −1: never valid.
+    """
+    with np.errstate(invalid="ignore"):
+        ok = (n >= 1) & np.isfinite(seconds) & (seconds >= 0)
+        if isinstance(n_samples, int) and not isinstance(n_samples, bool) and n_samples >= 1:
+            ok &= n <= n_samples
+        ok &= np.isnan(acc) | ((acc >= 0) & (acc <= 1))
+        ok &= ~(np.isfinite(loss) & (n > 1)) | (np.isfinite(stderr) & (stderr >= 0))
+    return ok
+
+
 class Writer:
-    """Writes finished points into an existing surface file (open for the duration of a run)."""
+    """Writes finished points into an existing surface file (open for the duration of a run).
+
+    Holds the output lock on the file. Each value goes to disk with one ``pwrite`` at the dataset's raw offset
+    (the datasets are contiguous and allocated up front), so a failed write raises at once instead of vanishing
+    inside HDF5's caches; a point's ``done`` flag is written only after all its values were. On entry, points
+    whose flag is set but whose values are missing (see :func:`valid_points`) are unmarked, to be computed again.
+    """
 
     def __init__(self, path: str | os.PathLike[str], *, split: str) -> None:
         self.path = os.fspath(path)
         self.split = split
-        self._f: h5py.File | None = None
-        self._lock: int | None = None
-        self._t0 = time.perf_counter()
+        self._fd: int | None = None
+        self._stack: contextlib.ExitStack | None = None
+        self._where: dict[str, tuple[int, np.dtype, tuple[int, ...]]] = {}
+        self.done = np.zeros(0, dtype=bool)
+        self.n_unmarked = 0
 
     def __enter__(self) -> Writer:
-        # HDF5's own lock would keep `landscape info` / `plot` out of a running surface; writes touch raw data only,
-        # so readers are safe, and a POSIX record lock (independent of HDF5's flock) keeps a second writer out.
-        self._lock = _exclusive_lock(self.path)
+        stack = contextlib.ExitStack()
+        stack.enter_context(output_lock(self.path))
         try:
-            self._f = h5py.File(self.path, "r+", locking=False)
-        except OSError as exc:
-            self._release()
-            raise LandscapeError(f"{self.path} cannot be opened for writing ({exc})") from None
-        self._t0 = time.perf_counter()
+            data = read(self.path)
+            if data.attrs.get("split") != self.split:
+                raise LandscapeError(f"{self.path} holds the split '{data.attrs.get('split')}', not '{self.split}'")
+            self._where = _raw_offsets(self.path, self.split)
+            lacking = data.flagged & ~data.done
+            if data.attrs.get("complete") is True and not data.done.all():
+                _set_attrs(self.path, {"complete": False})  # the file claimed points it lacks
+            try:
+                self._fd = os.open(self.path, os.O_RDWR)
+            except OSError as exc:
+                raise LandscapeError(f"{self.path} cannot be opened for writing ({exc.strerror})") from None
+            stack.callback(os.close, self._fd)
+            for index in zip(*np.nonzero(lacking)):
+                self._put("done", tuple(int(i) for i in index), False)
+        except BaseException:
+            stack.close()
+            raise
+        self.done, self.n_unmarked = data.done.copy(), int(lacking.sum())
+        self._stack = stack
         return self
 
-    def _release(self) -> None:
-        if self._lock is not None:
-            os.close(self._lock)  # closing the descriptor drops the record lock
-            self._lock = None
+    def _put(self, name: str, index: tuple[int, ...], value: Any) -> None:
+        offset, dtype, shape = self._where[name]
+        raw = np.asarray(value, dtype=dtype).tobytes()
+        pos = offset + int(np.ravel_multi_index(index, shape)) * len(raw)
+        assert self._fd is not None, "Writer used outside its with-block"
+        try:
+            written = os.pwrite(self._fd, raw, pos)
+        except OSError as exc:
+            raise write_error(self.path, exc, kept="finished points are kept") from None
+        if written != len(raw):
+            raise write_error(self.path, OSError(0, f"short write ({written} of {len(raw)} bytes)"),
+                              kept="finished points are kept")
 
     def write(self, index: tuple[int, ...], *, loss: float, acc: float, stderr: float, n: int,
               seconds: float) -> None:
-        """Store one point: values first and flushed, then the ``done`` flag (see the module docstring)."""
-        f = self._f
-        assert f is not None, "Writer used outside its with-block"
-        f[f"{self.split}_loss"][index] = loss
-        f[f"{self.split}_acc"][index] = acc
-        f[f"{self.split}_loss_stderr"][index] = stderr
-        f["n_evaluated"][index] = n
-        f["point_seconds"][index] = seconds
-        f.flush()
-        f["done"][index] = True
-        f.flush()
+        """Store one point: its values, each write checked, then its ``done`` flag."""
+        s = self.split
+        for name, value in ((f"{s}_loss", loss), (f"{s}_acc", acc), (f"{s}_loss_stderr", stderr),
+                            ("n_evaluated", n), ("point_seconds", seconds)):
+            self._put(name, index, value)
+        self._put("done", index, True)
+        self.done[index] = True
 
     def __exit__(self, *exc: object) -> None:
-        f = self._f
-        self._f = None
-        if f is None:
+        stack, self._stack = self._stack, None
+        if stack is None:
             return
-        try:
+        with stack:
+            fd, self._fd = self._fd, None
+            try:
+                os.fsync(fd)  # an I/O error the kernel only learns when it writes back is reported here
+            except OSError as err:
+                if exc[0] is None:
+                    raise write_error(self.path, err, kept="finished points are kept") from None
             if exc[0] is None:
-                done = f["done"][()]
-                f.attrs["compute_seconds"] = float(np.nansum(f["point_seconds"][()]))
-                f.attrs["complete"] = bool(done.all())
-        finally:
-            f.close()
-            self._release()
+                # From the file, validated: `complete` is true only when every point holds all its values.
+                data = read(self.path)
+                _set_attrs(self.path, {"compute_seconds": float(np.nansum(np.where(data.done, data.seconds, 0))),
+                                       "complete": bool(data.done.all())})
 
 
-def _exclusive_lock(path: str) -> int | None:
-    """A non-blocking exclusive POSIX record lock on ``path`` (None where fcntl is missing)."""
+def _raw_offsets(path: str, split: str) -> dict[str, tuple[int, np.dtype, tuple[int, ...]]]:
+    """Where each per-point dataset's raw data start in the file, with its on-disk type and shape."""
+    out = {}
+    with open_h5(path) as f:
+        for name in grid_datasets(split):
+            d = f[name]
+            offset = d.id.get_offset()
+            if d.chunks is not None or offset is None:
+                raise damaged(path, f"'{name}' is not stored contiguously as landscape writes it")
+            out[name] = (int(offset), d.id.get_type().dtype, d.shape)
+    return out
+
+
+def _set_attrs(path: str, attrs: Mapping[str, Any]) -> None:
     try:
-        import fcntl
-    except ImportError:  # not POSIX: no protection against two writers
-        return None
-    fd = os.open(path, os.O_RDWR)
-    try:
-        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        raise LandscapeError(f"another landscape run is writing {path}; wait for it or choose another --out") from None
-    return fd
+        with h5py.File(path, "r+", locking=False) as f:  # readers may have it open; writes touch attributes only
+            write_attrs(f, attrs)
+    except (OSError, RuntimeError) as exc:
+        raise write_error(path, exc, kept="finished points are kept") from None
 
 
+@guard_read
 def read(path: str | os.PathLike[str]) -> SurfaceData:
-    """Read a surface file written by :func:`create` (any progress)."""
+    """Read and validate a surface file written by :func:`create` (any progress); a damaged file is one line.
+
+    ``done`` marks the points whose flag is set *and* whose values are all present (:func:`valid_points`);
+    ``flagged`` holds the raw flags.
+    """
     require_schema(path, SCHEMA)
     with open_h5(path) as f:
-        attrs = read_attrs(f)
-        split = attrs.get("split", "train")
-        if f"{split}_loss" not in f:
-            raise LandscapeError(f"{path} lacks the dataset '{split}_loss'; the file is damaged")
-        shape = f[f"{split}_loss"].shape
+        attrs, split, shape = _layout(f, path)
+        arrays = {name: f[name][()] for name in grid_datasets(split)}
+        loss, acc, stderr = arrays[f"{split}_loss"], arrays[f"{split}_acc"], arrays[f"{split}_loss_stderr"]
+        flagged = arrays["done"]
+        seconds = arrays["point_seconds"]
+        valid = valid_points(loss=loss, acc=acc, stderr=stderr, n=arrays["n_evaluated"], seconds=seconds,
+                             n_samples=attrs.get("n_samples"))
+        trajectory = f["trajectory/coordinates"][()] if "trajectory/coordinates" in f else None
+        if trajectory is not None and (trajectory.ndim != 2 or trajectory.shape[1] != 2):
+            raise damaged(path, f"'trajectory/coordinates' has shape {trajectory.shape}, not (T, 2)")
         return SurfaceData(
             path=os.fspath(path), attrs=attrs, x=f["xcoordinates"][()],
-            y=f["ycoordinates"][()] if "ycoordinates" in f else None,
-            loss=f[f"{split}_loss"][()], acc=f[f"{split}_acc"][()],
-            stderr=f[f"{split}_loss_stderr"][()] if f"{split}_loss_stderr" in f else np.full(shape, np.nan),
-            n_evaluated=f["n_evaluated"][()] if "n_evaluated" in f else np.full(shape, -1),
-            done=f["done"][()] if "done" in f else np.isfinite(f[f"{split}_loss"][()]),
-            trajectory=f["trajectory/coordinates"][()] if "trajectory/coordinates" in f else None,
-        )
+            y=f["ycoordinates"][()] if len(shape) == 2 else None,
+            loss=loss, acc=acc, stderr=stderr, n_evaluated=arrays["n_evaluated"], done=flagged & valid,
+            trajectory=trajectory, flagged=flagged, seconds=seconds)
