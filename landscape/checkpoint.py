@@ -323,15 +323,15 @@ def load_checkpoint(
         raise LandscapeError(f"model={model!r} must be a model name or 'package.module:callable'")
     if model_options is not None and not isinstance(model_options, dict):
         raise LandscapeError(f"model_options={model_options!r} must be a dict")
-    if recorded_name is not None and recorded_name not in list_models() and model != recorded_name:
+    if model is None and recorded_name is not None and recorded_name not in list_models():
         if ":" in recorded_name:
             # The hole this closes: a file that names code would run it. Only the caller may name code.
             raise LandscapeError(
                 f"{path} records model '{recorded_name}', which is code named by the file; landscape never imports "
                 f"code a file names: if you trust it, pass it yourself with --model {recorded_name}")
-        if model is None:
-            raise LandscapeError(f"{path} records model '{recorded_name}', which is not a registered model "
-                                 "('landscape models' lists them); was it registered in another program?")
+        raise LandscapeError(f"{path} records model '{recorded_name}', which is not a registered model "
+                             "('landscape models' lists them); was it registered in another program?")
+    # From here the model built is the caller's own or a registered one: a file never chooses code to run.
     name = model or recorded_name
     if name is None:
         raise LandscapeError(f"{path} is a plain state dict without metadata; say which model it is with --model NAME")
