@@ -55,3 +55,46 @@ def test_shard_partitions_indices():
     assert sorted(i for p in parts for i in p) == idx
     with pytest.raises(LandscapeError, match="rank 3"):
         shard(idx, rank=3, world_size=3)
+
+
+@pytest.mark.parametrize("spec, fragment", [
+    ("-1e300:1e300:5", "overflow"), ("0:1e31:3", "overflow"), ("-inf:0:3", "finite"), ("0:1:nan", "whole number"),
+    ("0:1:100000000", "too many"), ("0:1:" + "9" * 40, "at most"), ("0:1:-3", "at least 1"),
+    ("0:5e-324:3", "resolve"), ("1e20:1.0000000000001e20:3", "resolve"), ("0:1:3\n4", "whole number"),
+])
+def test_huge_or_degenerate_axes_are_one_line_errors(spec, fragment):
+    with pytest.raises(LandscapeError, match=fragment) as err:
+        parse_axis(spec, name="--x")
+    assert "\n" not in str(err.value) and len(str(err.value)) < 300
+
+
+def test_largest_accepted_axis_is_finite_and_increasing():
+    ax = parse_axis("-1e30:1e30:3")
+    assert np.isfinite(ax.coords).all() and (np.diff(ax.coords) > 0).all()
+    assert parse_axis("0:1:10000000").num == 10**7
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_number = st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr), st.integers().map(str),
+                    st.sampled_from(["", " ", "1e400", "-0", "0x10", "1_0", "nan", "+inf", "٣", "1e-320"]))
+_spec = st.one_of(st.text(max_size=40), st.tuples(_number, _number, _number).map(":".join),
+                  st.lists(_number, max_size=5).map(":".join))
+
+
+@settings(max_examples=400, deadline=None)
+@given(_spec)
+def test_any_spec_parses_to_a_valid_axis_or_one_line_error(spec):
+    """Any string: a finite axis with strictly increasing coordinates, or a LandscapeError of one line."""
+    try:
+        ax = parse_axis(spec)
+    except LandscapeError as err:
+        assert "\n" not in str(err) and "\r" not in str(err)
+        return
+    assert isinstance(ax.num, int) and 1 <= ax.num <= 10**7
+    assert np.isfinite([ax.lo, ax.hi]).all() and ax.lo <= ax.hi
+    coords = ax.coords if ax.num <= 10**5 else Axis(ax.lo, ax.hi, 3).coords
+    assert np.isfinite(coords).all() and (np.diff(coords) > 0).all()
+    assert coords[0] == ax.lo and (ax.num == 1 or coords[-1] == ax.hi)  # NUM 1 is [MIN]
+    assert parse_axis(ax.spec) == ax  # the spec identifies the grid on resume
