@@ -39,10 +39,13 @@ def info(file: str) -> None:
     click.echo(f"{file}: {schema}, {data.ndim}D surface, grid {'×'.join(str(n) for n in data.loss.shape)}")
     for key in _SETTINGS:
         if key in a and a[key] not in ("null", None):
-            click.echo(f"  {key:<30} {a[key]}")
+            click.echo(f"  {key:<30} {' '.join(str(a[key]).split())}")
     done, total = int(data.done.sum()), data.done.size
     state = "complete" if done == total else "incomplete: run the same command again to resume"
     click.echo(f"  {'progress':<30} {done}/{total} points ({state})")
+    if data.n_lacking:
+        click.echo(f"  {'damaged points':<30} {data.n_lacking} marked done but lacking values (a write failed); "
+                   "run the same command again to recompute them")
     finite = data.loss[data.done & np.isfinite(data.loss)]
     if done:
         diverged = int((data.done & ~np.isfinite(data.loss)).sum())
@@ -66,18 +69,27 @@ def info(file: str) -> None:
 
 
 def _generic(file: str, schema: str) -> None:
+    from landscape.store._h5 import guard_read
+
+    click.echo(f"{file}: {schema}")
+    for line in guard_read(_generic_lines)(file):  # a damaged file is one line, not a traceback
+        click.echo(line)
+
+
+def _generic_lines(file: str) -> list[str]:
     import h5py
 
     from landscape.store._h5 import open_h5, read_attrs
 
-    click.echo(f"{file}: {schema}")
+    lines = []
     with open_h5(file) as f:
         for key, value in sorted(read_attrs(f).items()):
             text = value if isinstance(value, str) else json.dumps(value, default=str)
-            click.echo(f"  {key:<30} {text}")
+            lines.append(f"  {key:<30} {' '.join(str(text).split())}")
 
         def show(name: str, obj: object) -> None:
             if isinstance(obj, h5py.Dataset):
-                click.echo(f"  /{name:<29} {obj.shape} {obj.dtype}")
+                lines.append(f"  /{name:<29} {obj.shape} {obj.dtype}")
 
         f.visititems(show)
+    return lines

@@ -77,9 +77,10 @@ def surface(checkpoint: str, xspec: str, yspec: str | None, direction: str, targ
     from landscape.errors import LandscapeError
     from landscape.grid import Grid, parse_axis
     from landscape.store.hessian import read_hessian
-    from landscape.surface import SurfaceSettings, compute_surface
+    from landscape.surface import SurfaceSettings, check_grid_fits, compute_surface
 
     grid = Grid(parse_axis(xspec, name="--x"), None if yspec is None else parse_axis(yspec, name="--y"))
+    check_grid_fits(grid)  # before any loading: a grid that cannot be held is refused with the estimate
     if direction == "target" and target is None:
         raise LandscapeError("--dir target needs --target CKPT2")
     if direction == "pca" and trajectory is None:

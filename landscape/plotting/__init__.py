@@ -14,7 +14,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from landscape._fs import atomic_path
+from landscape._fs import atomic_path, output_lock
 from landscape.errors import LandscapeError
 
 # schema kind (the part before "/") -> plotting module
@@ -93,8 +93,17 @@ def save_figure(fig: Any, out: str | os.PathLike[str], *, dpi: int, **savefig_kw
     out = Path(out)
     try:
         fmt = figure_format(out)
-        with atomic_path(out) as tmp:
-            fig.savefig(tmp, dpi=dpi, format=fmt, **savefig_kwargs)
+        # One writer per output; the temporary file goes whatever savefig raises (a full disk, a file-size limit).
+        with output_lock(out), atomic_path(out) as tmp:
+            try:
+                fig.savefig(tmp, dpi=dpi, format=fmt, **savefig_kwargs)
+            except OSError as exc:
+                raise LandscapeError(f"cannot write {out}: {exc.strerror or exc}; free space or choose another "
+                                     "output") from None
+            except ValueError as exc:  # matplotlib's mathtext refuses a label with unbalanced $ or bad TeX
+                reason = " ".join(str(exc).split())[:200]
+                raise LandscapeError(f"cannot draw {out}: {reason}; check --title and the labels stored in the "
+                                     "file") from None
     finally:
         plt.close(fig)
     return out
