@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _compat_pickle
 import contextlib
 import hashlib
 import io
@@ -33,6 +34,12 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+def _py3_name(module: str, name: str = "") -> str:
+    """``module.name`` as Python 3 reads a protocol-2 global (``__builtin__ exec`` is ``builtins.exec``)."""
+    module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+    return f"{_compat_pickle.IMPORT_MAPPING.get(module, module)}.{name}"
+
+
 def _pickle_imports(path: Path) -> list[str] | None:
     """The globals a pickle would import (``module.name``), read from its opcodes without executing anything; None
     when ``path`` is not a pickle (or, for torch's zip format, its ``data.pkl``)."""
@@ -60,7 +67,7 @@ def _pickle_imports(path: Path) -> list[str] | None:
         for op, arg, _pos in ops:
             pushed = None
             if op.name == "GLOBAL":
-                found.append(str(arg).replace(" ", "."))
+                found.append(_py3_name(*str(arg).split(" ", 1)))
             elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
                 found.append(f"{strings[-2]}.{strings[-1]}")
             elif op.name == "MEMOIZE":
@@ -351,7 +358,10 @@ def load_checkpoint(
     shapes = _infer_shapes(state)
     num_classes = int(meta.get("num_classes") or shapes.get("num_classes", 10))
     in_channels = int(meta.get("in_channels") or shapes.get("in_channels", 3))
-    net = build_model(name, num_classes=num_classes, in_channels=in_channels, **options)
+    try:
+        net = build_model(name, num_classes=num_classes, in_channels=in_channels, **options)
+    except LandscapeError as exc:  # say which file asked for it: its recorded options may be the cause
+        raise LandscapeError(f"{path}: {exc}") from None
     _fit_state(net, state, path, name)
     net.eval()
     meta.update(model=name, model_options=options, num_classes=num_classes, in_channels=in_channels)

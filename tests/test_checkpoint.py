@@ -148,3 +148,131 @@ def test_output_path_ending_in_a_slash_is_refused(tmp_path):
     with pytest.raises(LandscapeError, match="names a folder"):
         save_checkpoint(str(tmp_path / "sub") + "/", _model(), {})
     assert list(tmp_path.iterdir()) == []
+
+
+def _with_meta(path, meta, state=None):
+    """A landscape-format file with arbitrary (possibly damaged) metadata."""
+    from landscape.checkpoint import FORMAT, atomic_torch_save
+
+    state = _model().state_dict() if state is None else state
+    atomic_torch_save({"format": FORMAT, "state_dict": state, "meta": meta}, path)
+    return path
+
+
+@pytest.mark.parametrize(("meta", "fragment"), [
+    ("{not json", "not valid JSON"),
+    ("[1, 2]", "a JSON list, not an object"),
+    (42, "'meta' is a int"),
+    ('{"model": "resnet8", "num_classes": "abc"}', "'num_classes' is 'abc'"),
+    ('{"model": "resnet8", "num_classes": [10]}', "'num_classes' is [10]"),
+    ('{"model": "resnet8", "num_classes": true}', "'num_classes' is True"),
+    ('{"model": "resnet8", "in_channels": 0}', "'in_channels' is 0"),
+    ('{"model": "resnet8", "model_options": ["merge", "gate"]}', "'model_options'"),
+    ('{"model": 5}', "'model' is 5"),
+    ('{"model": ["resnet8"]}', "'model' is ['resnet8']"),
+    ('{"model": "resnet8", "dataset": {"name": "digits"}}', "'dataset'"),
+    ('{"model": "resnet8", "model_options": {"merge": "gate", "width": "wide"}}', "width='wide'"),
+    ('{"model": "resnet8", "model_options": {"merge": "gate", "reduction": [1]}}', "reduction=[1]"),
+    ('{"model": "resnet8", "model_options": {"merge": {"x": 1}}}', "merge={'x': 1}"),
+    ('{"model": "resnet8", "model_options": {"colour": "red"}}', "does not take option(s) colour"),
+    ('{"model": "resnet8", "num_classes": 1000000000000}', "needs about"),
+    ('{"model": "nosuchmodel"}', "not a registered model"),
+])
+def test_malformed_metadata_is_one_line_naming_file_and_field(tmp_path, meta, fragment):
+    path = _with_meta(tmp_path / "bad.pt", meta)
+    with pytest.raises(LandscapeError) as err:
+        load_checkpoint(path)
+    message = str(err.value)
+    assert fragment in message and str(path) in message and "\n" not in message
+
+
+def test_state_dict_of_non_tensors_is_refused(tmp_path):
+    path = _with_meta(tmp_path / "bad.pt", '{"model": "resnet8"}', state={"conv1.weight": "not a tensor"})
+    with pytest.raises(LandscapeError, match=r"bad\.pt: state dict entry 'conv1.weight' is a str, not a tensor"):
+        load_checkpoint(path)
+
+
+def test_fifo_and_devices_are_not_regular_files(tmp_path):
+    import signal
+
+    fifo = tmp_path / "pipe.pt"
+    os.mkfifo(fifo)
+
+    def hung(*_):
+        raise AssertionError("load_checkpoint blocked on a FIFO")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(20)
+    try:
+        with pytest.raises(LandscapeError, match=r"pipe\.pt is not a regular file \(a named pipe\)") as err:
+            load_checkpoint(fifo)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert "\n" not in str(err.value)
+    if os.path.exists("/dev/zero"):
+        with pytest.raises(LandscapeError, match=r"/dev/zero is not a regular file \(a character device\)"):
+            load_checkpoint("/dev/zero")
+
+
+class _Call:
+    """Pickles as a call of ``fn(*args)``: what a hostile file would do with builtins."""
+
+    def __init__(self, fn, *args):
+        self.fn, self.args = fn, args
+
+    def __reduce__(self):
+        return (self.fn, self.args)
+
+
+@pytest.mark.parametrize(("fn", "args", "name"), [
+    (exec, ("open('PWNED', 'w')",), "builtins.exec"),
+    (eval, ("open('PWNED', 'w')",), "builtins.eval"),
+    (getattr, ("text", "upper"), "builtins.getattr"),
+    (__import__, ("os",), "builtins.__import__"),
+    (open, ("PWNED", "w"), "io.open"),
+])
+def test_pickles_importing_builtins_are_refused_naming_the_import(tmp_path, monkeypatch, fn, args, name):
+    monkeypatch.chdir(tmp_path)
+    torch.save({"state_dict": {}, "payload": _Call(fn, *args)}, tmp_path / "evil.pt")
+    with pytest.raises(LandscapeError) as err:
+        load_checkpoint(tmp_path / "evil.pt")
+    message = str(err.value)
+    assert not (tmp_path / "PWNED").exists()
+    assert "refusing to load" in message and "would import" in message and "truncated" not in message, message
+    assert name in message or name.replace("io.", "_io.") in message, message
+
+
+def test_non_finite_weights_are_refused_unless_allowed(tmp_path):
+    model = _model()
+    with torch.no_grad():
+        model.conv1.weight.view(-1)[:3] = torch.tensor([float("nan"), float("inf"), -float("inf")])
+        model.fc.bias[0] = float("nan")
+    path = save_checkpoint(tmp_path / "diverged.pt", model, {})
+    with pytest.raises(LandscapeError, match=r"holds 4 non-finite value\(s\) in conv1\.weight \(and 1 more") as err:
+        load_checkpoint(path)
+    assert "\n" not in str(err.value)
+    loaded, _ = load_checkpoint(path, allow_nonfinite=True)
+    assert torch.isnan(loaded.fc.bias[0])
+
+
+def test_identical_tensors_give_identical_bytes(tmp_path):
+    import subprocess
+    import sys
+
+    model = _model()
+    a = save_checkpoint(tmp_path / "a.pt", model, {"epoch": 1})
+    b = save_checkpoint(tmp_path / "sub" / "b.pt", model, {"epoch": 1})
+    assert a.read_bytes() == b.read_bytes()
+    # Round trip: what is loaded and saved again is the same file (a no-op resume keeps its SHA-256).
+    loaded, meta = load_checkpoint(a)
+    c = save_checkpoint(tmp_path / "c.pt", loaded, {"epoch": 1, "library_version": meta["library_version"]})
+    assert file_sha256(c) == file_sha256(a)
+    # Another process, another name, same bytes.
+    code = ("import sys, torch; from landscape import load_checkpoint, save_checkpoint; "
+            "m, _ = load_checkpoint(sys.argv[1]); save_checkpoint(sys.argv[2], m, {'epoch': 1})")
+    subprocess.run([sys.executable, "-c", code, str(a), str(tmp_path / "d.pt")], check=True)
+    assert (tmp_path / "d.pt").read_bytes() == a.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt", "c.pt", "d.pt", "sub"]  # no temp files
+    other = save_checkpoint(tmp_path / "e.pt", model, {"epoch": 2})
+    assert file_sha256(other) != file_sha256(a)  # the metadata is part of the identity
