@@ -135,3 +135,30 @@ def test_user_model_passed_with_model_works_in_evaluate_and_surfaces(tmp_path, u
         res = runner.invoke(main, ["surface", str(final), "--model", user_module, "--x", "-0.1:0.1:3", *extra,
                                    "--n-samples", "16", "--quiet", "--out", str(out)])
         assert res.exit_code == 0 and out.exists(), res.output
+
+
+@pytest.mark.parametrize("command", ["surface", "hessian", "predictiveness", "inputspace", "attention", "train"])
+@pytest.mark.parametrize("seed", [str(2**64), str(2**63), "-1"])
+def test_seeds_torch_cannot_take_are_usage_errors(tmp_path, monkeypatch, command, seed):
+    monkeypatch.chdir(tmp_path)
+    target = "resnet8" if command == "train" else "m.pt"
+    result = CliRunner().invoke(main, [command, target, "--seed", seed])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: ") and result.output.count("\n") == 1, result.output
+    assert "0<=x<=9223372036854775807" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("option", "fragment"), [
+    ("width=nan", "option width=nan must be a finite number > 0"),
+    ("width=-2", "option width=-2 must be a finite number > 0"),
+    ("width=1e6", "needs about"),
+    ("reduction=0", "option reduction=0 must be a whole number"),
+    ("merge=xor", "option merge='xor'; use one of"),
+])
+def test_bad_model_options_on_a_plain_state_dict_are_one_line(tmp_path, digits_ckpt, option, fragment):
+    plain = tmp_path / "plain.pt"
+    torch.save(torch.load(digits_ckpt, weights_only=True)["state_dict"], plain)
+    result = CliRunner().invoke(main, ["evaluate", str(plain), "--model", "resnet8", "--model-option", option,
+                                       "--dataset", "digits", "--n-samples", "8"])
+    _one_line_error(result, fragment, "plain.pt")

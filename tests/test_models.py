@@ -146,3 +146,75 @@ def test_unknown_names_and_options_are_user_errors():
         build_model("resnet8", num_classes=10, in_channels=3, colour="red")
     with pytest.raises(LandscapeError, match="merge="):
         build_model("resnet8", num_classes=10, in_channels=3, merge="xor")
+
+
+def test_user_callables_that_fail_are_one_line(tmp_path, monkeypatch):
+    (tmp_path / "sec_bad_import.py").write_text("raise RuntimeError('no GPU here\\nsecond line')\n")
+    (tmp_path / "sec_exits.py").write_text("import sys\nsys.exit(3)\n")
+    (tmp_path / "sec_callables.py").write_text(textwrap.dedent("""
+        def needs_depth(num_classes, in_channels, depth):
+            raise AssertionError("never called")
+        def positional_only(a, /):
+            raise AssertionError("never called")
+        def raises(num_classes, in_channels, hidden=3):
+            raise ValueError(f"hidden={hidden} is odd")
+        def type_error(**kwargs):
+            return None + 1
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cases = [("sec_bad_import:f", {}, "importing module 'sec_bad_import' for model 'sec_bad_import:f' failed with "
+                                      "RuntimeError: no GPU here"),
+             ("sec_exits:f", {}, "failed with SystemExit: 3"),
+             ("sec_callables:needs_depth", {}, "needs argument(s) depth"),
+             ("sec_callables:positional_only", {}, "needs argument(s) a"),
+             ("sec_callables:raises", {"hidden": 5}, "raised ValueError: hidden=5 is odd when called with "
+                                                     "num_classes=4, in_channels=1, hidden=5"),
+             ("sec_callables:type_error", {}, "raised TypeError: unsupported operand")]
+    try:
+        for spec, options, fragment in cases:
+            with pytest.raises(LandscapeError) as err:
+                build_model(spec, num_classes=4, in_channels=1, **options)
+            assert fragment in str(err.value) and "\n" not in str(err.value), str(err.value)
+        # an argument the model needs can be given as an option
+        with pytest.raises(LandscapeError, match="never called"):
+            build_model("sec_callables:needs_depth", num_classes=4, in_channels=1, depth=3)
+    finally:
+        for name in ("sec_bad_import", "sec_exits", "sec_callables"):
+            sys.modules.pop(name, None)
+
+
+@pytest.mark.parametrize(("options", "fragment"), [
+    ({"width": float("nan")}, "width=nan must be a finite number > 0"),
+    ({"width": float("inf")}, "width=inf must be a finite number > 0"),
+    ({"width": -1}, "width=-1 must be a finite number > 0"),
+    ({"width": 0}, "width=0 must be a finite number > 0"),
+    ({"width": "wide"}, "width='wide' must be"),
+    ({"width": True}, "width=True must be"),
+    ({"reduction": 0}, "reduction=0 must be a whole number"),
+    ({"reduction": 2.5}, "reduction=2.5 must be a whole number"),
+    ({"attention": "transformer"}, "attention='transformer'; use one of se, cbam"),
+    ({"shortcut": 3}, "shortcut=3; use one of projection, pad"),
+    ({"width": 1e6}, "needs about"),
+    ({"width": 1e300}, "needs about"),
+])
+def test_bad_registered_options_are_one_line_naming_the_option(options, fragment):
+    with pytest.raises(LandscapeError) as err:
+        build_model("se_resnet8", num_classes=10, in_channels=3, **options)
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+    if "needs about" in fragment:
+        assert "smaller width" in str(err.value)
+
+
+def test_parameter_estimate_is_close_for_every_depth():
+    from landscape.models.registry import _parameter_estimate
+
+    for depth in (8, 110, 18, 34):
+        for width in (0.5, 1, 3):
+            exact = count_parameters(build_model(f"resnet{depth}", num_classes=10, in_channels=3, width=width))
+            assert 0.9 < _parameter_estimate(depth, width=width, num_classes=10, in_channels=3) / exact < 1.1
+
+
+def test_bad_class_or_channel_counts_are_one_line():
+    for kwargs in ({"num_classes": 0, "in_channels": 3}, {"num_classes": 10, "in_channels": "3"}):
+        with pytest.raises(LandscapeError, match="must be a whole number ≥ 1"):
+            build_model("resnet8", **kwargs)
