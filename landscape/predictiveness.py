@@ -286,6 +286,15 @@ def save_result(result: PredictivenessResult, path: str | os.PathLike[str], *,
     return Path(path)
 
 
+def _probe_write(path: Path, write: Callable[[], Any]) -> Any:
+    """Run one write of the probe file; a failed write (full disk, file-size limit, I/O error) is one line."""
+    try:
+        return write()
+    except OSError as exc:
+        raise LandscapeError(f"cannot write {path}: {exc.strerror or exc}; free some space or choose another "
+                             "output folder, then resume") from None
+
+
 class PredictivenessProbe:
     """Training callback: probe every ``every`` steps on that step's minibatch and append a row to ``path``.
 
@@ -312,6 +321,7 @@ class PredictivenessProbe:
         self.n_probes = 0
         self.seconds = 0.0
         self._ready = False
+        self._rows = 0
 
     def _settings(self) -> dict[str, Any]:
         return {**self.attrs, "source": "training", "x_axis": "step", "every": self.every, "bn_mode": self.bn_mode,
@@ -329,9 +339,10 @@ class PredictivenessProbe:
             if mismatch:
                 raise LandscapeError(f"cannot resume probes in {self.path} with other settings "
                                      f"({'; '.join(mismatch)}); use the run's settings or delete the file")
-            store.truncate(self.path, before_step=start_step)
+            self._rows = _probe_write(self.path, lambda: store.truncate(self.path, before_step=start_step))
         else:
-            store.create(self.path, eta=self.etas, attrs=self._settings())
+            _probe_write(self.path, lambda: store.create(self.path, eta=self.etas, attrs=self._settings()))
+            self._rows = 0
         self._ready = True
 
     def on_step(self, ctx: Any) -> None:
@@ -348,8 +359,14 @@ class PredictivenessProbe:
         row = probe_batch(ctx.model, ctx.inputs, ctx.targets, etas=self.etas, bn_mode=self.bn_mode,
                           loss_fn=ctx.loss_fn, grad=grad, loss=None if self.recompute_grad else ctx.loss)
         # One row per probe, written at once: an interrupted run keeps every finished probe.
-        store.append(self.path, step=[ctx.step], loss=row.loss[None], grad_diff=row.grad_diff[None],
-                     beta=[row.beta], train_loss=[row.train_loss], grad_norm=[row.grad_norm])
+        n_rows = _probe_write(self.path, lambda: store.append(
+            self.path, step=[ctx.step], loss=row.loss[None], grad_diff=row.grad_diff[None], beta=[row.beta],
+            train_loss=[row.train_loss], grad_norm=[row.grad_norm]))
+        # Exactly one more row than before: another writer (or a lost write) would leave duplicated or missing rows.
+        if n_rows != self._rows + 1:
+            raise LandscapeError(f"{self.path} holds {n_rows} probe rows after writing row {self._rows + 1}; "
+                                 "another process wrote to it: delete the file and train again")
+        self._rows = n_rows
         self.n_probes += 1
         self.seconds += time.perf_counter() - t0
 

@@ -7,13 +7,15 @@ A run folder holds ``metrics.csv``, ``epoch_0000.pt`` (the initial weights), ``e
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import io
 import json
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from landscape._device import resolve_device
-from landscape._fs import ensure_writable_dir
+from landscape._fs import atomic_path, ensure_writable_dir, output_lock
 from landscape.checkpoint import architecture_difference, read_checkpoint_file, save_checkpoint
 from landscape.data import augment as augment_batch
 from landscape.errors import LandscapeError
@@ -100,14 +102,53 @@ def trajectory(run_dir: str | os.PathLike[str]) -> list[Path]:
     return files
 
 
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Turn a failed write of ``path`` (full disk, quota, file-size limit, I/O error) into one line."""
+    try:
+        yield
+    except OSError as exc:
+        raise LandscapeError(f"cannot write {path}: {exc.strerror or exc}; free some space or choose another "
+                             "out_dir, then resume") from None
+    except RuntimeError as exc:
+        # torch.save reports a failed write as RuntimeError ("PytorchStreamWriter failed writing file ...").
+        text = str(exc)
+        if "write" not in text.lower():
+            raise
+        reason = next((os.strerror(code) for code in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO)
+                       if os.strerror(code).lower() in text.lower()), "the write failed")
+        raise LandscapeError(f"cannot write {path}: {reason}; free some space or choose another out_dir, "
+                             "then resume") from None
+
+
 def _write_metrics(path: Path, rows: list[dict[str, float]]) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=_METRIC_FIELDS)
     writer.writeheader()
     writer.writerows(rows)
-    tmp = path.with_suffix(".csv.tmp")
-    tmp.write_text(buf.getvalue())
-    os.replace(tmp, path)
+    with _writing(path), atomic_path(path) as tmp:
+        tmp.write_text(buf.getvalue())
+
+
+def _save(path: Path, model: nn.Module, meta: dict[str, Any], **extra: Any) -> Path:
+    with _writing(path):
+        return save_checkpoint(path, model, meta, **extra)
+
+
+def _check_finite(model: nn.Module, losses: dict[str, float], *, epoch: int) -> None:
+    """Refuse an epoch whose weights, buffers or losses are not finite: the run diverged.
+
+    The loss is checked before every step, so only this check catches a blow-up by the epoch's last update.
+    """
+    for kind, tensors in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
+        for name, t in tensors:
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                bad = int((~torch.isfinite(t)).sum())
+                raise LandscapeError(f"training diverged at epoch {epoch}: {kind} {name} has {bad} non-finite "
+                                     "value(s); lower --lr")
+    for name, value in losses.items():
+        if not math.isfinite(value):
+            raise LandscapeError(f"training diverged at epoch {epoch}: {name} is {value}; lower --lr")
 
 
 def _call(callbacks: Sequence[Any], method: str, *args: Any, **kwargs: Any) -> None:
@@ -150,8 +191,38 @@ def train(
         if not (math.isfinite(value) and value >= 0):
             raise LandscapeError(f"--{name} {value} must be a finite number ≥ 0")
     device = resolve_device(device)
-    out = ensure_writable_dir(out_dir)
+    # One writer per run folder, from before anything in it is read or created to the end: two runs into one
+    # folder would interleave their epochs and probe rows.
+    with output_lock(out_dir):
+        out = ensure_writable_dir(out_dir)
+        _sweep_temp_files(out)
+        return _train_locked(
+            model, train_data, test_data, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
+            weight_decay=weight_decay, schedule=schedule, seed=seed, device=device, out=out, save_every=save_every,
+            resume=resume, augment=augment, callbacks=callbacks, meta=meta, progress=progress)
 
+
+# The files a run writes (temporary names ``.NAME.XXXX.tmp``); other commands' files in the folder are left alone,
+# since their writers may be running now under their own locks.
+_RUN_FILES = ("metrics.csv", "last.pt", "final.pt", "epoch_*.pt", "predictiveness.h5")
+
+
+def _sweep_temp_files(out: Path) -> None:
+    """Remove temporary files that a run killed mid-write left in ``out`` (call only under the folder's lock)."""
+    stale = [tmp for name in _RUN_FILES for tmp in out.glob(f".{name}.*.tmp")]
+    for tmp in [*stale, out / "metrics.csv.tmp"]:  # metrics.csv.tmp: the name older versions used
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def _train_locked(
+    model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor],
+    test_data: tuple[torch.Tensor, torch.Tensor] | None, *, epochs: int, batch_size: int, lr: float,
+    momentum: float, weight_decay: float, schedule: str, seed: int, device: torch.device, out: Path,
+    save_every: int, resume: bool, augment: bool, callbacks: Sequence[Any], meta: dict[str, Any] | None,
+    progress: bool,
+) -> TrainResult:
+    """The body of :func:`train`, run while holding the lock of ``out``."""
     config = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "momentum": momentum,
               "weight_decay": weight_decay, "schedule": schedule, "seed": seed, "augment": augment,
               "n_train": len(train_data[1])}
@@ -193,7 +264,7 @@ def train(
                 "metrics": rows[-1] if rows else {}, "train_config": config}
 
     if start_epoch == 0:
-        save_checkpoint(out / "epoch_0000.pt", model, ckpt_meta(0))
+        _save(out / "epoch_0000.pt", model, ckpt_meta(0))
     _call(callbacks, "on_train_begin", model=model, start_step=step, resumed=start_epoch > 0)
     t0 = time.perf_counter()
     bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", disable=not progress, leave=False)
@@ -226,21 +297,29 @@ def train(
                    "train_loss": loss_sum / n, "train_acc": correct / n,
                    "test_loss": float("nan"), "test_acc": float("nan"),
                    "seconds": time.perf_counter() - t0}
+            losses = {"train loss": row["train_loss"]}
             if test_data is not None:
                 row["test_loss"], row["test_acc"] = evaluate(model, test_data, device=device)
+                losses["test loss"] = row["test_loss"]
+            else:  # without a test set, the last batch shows whether the epoch's last update blew up
+                losses["loss after the last step"] = evaluate(model, (xb, yb), device=device)[0]
+            # Before any of the epoch's files: a diverged epoch must not be saved, nor final.pt claim success.
+            _check_finite(model, losses, epoch=epoch)
             rows.append(row)
             bar.set_postfix(epoch=epoch, loss=f"{row['train_loss']:.3f}", test_acc=f"{row['test_acc']:.3f}")
             _write_metrics(out / "metrics.csv", rows)
             if epoch % save_every == 0 or epoch == epochs:
-                save_checkpoint(out / f"epoch_{epoch:04d}.pt", model, ckpt_meta(epoch))
+                _save(out / f"epoch_{epoch:04d}.pt", model, ckpt_meta(epoch))
             _call(callbacks, "on_epoch_end", epoch=epoch, metrics=row)
             # last.pt is written after everything else of the epoch, so a crash never skips an epoch's files.
-            save_checkpoint(last, model, ckpt_meta(epoch), optimizer=optimizer.state_dict(),
-                            generator=generator.get_state(), epoch=epoch, metrics_rows=json.dumps(rows))
+            _save(last, model, ckpt_meta(epoch), optimizer=optimizer.state_dict(), generator=generator.get_state(),
+                  epoch=epoch, metrics_rows=json.dumps(rows))
     finally:
         bar.close()
     _call(callbacks, "on_train_end")
-    final = save_checkpoint(out / "final.pt", model, ckpt_meta(epochs))
+    # A resumed run that was already complete never ran an epoch above: check the weights it would call final.
+    _check_finite(model, {}, epoch=epochs)
+    final = _save(out / "final.pt", model, ckpt_meta(epochs))
     return TrainResult(out, final, rows, step, time.perf_counter() - t0, start_epoch)
 
 

@@ -47,7 +47,9 @@ def train(model: str, dataset: str, data_dir: str | None, n_train: int | None, e
           save_every: int, resume: bool, probe_every: int | None, probe_eta: str | None, probe_bn: str,
           quiet: bool) -> None:
     """Train MODEL (a registered name or package.module:callable) with SGD; writes checkpoints and metrics.csv."""
+    from landscape._fs import output_lock
     from landscape.data import dataset_info, load_dataset
+    from landscape.errors import LandscapeError
     from landscape.training import seeded_model
     from landscape.training import train as run_training
 
@@ -66,25 +68,24 @@ def train(model: str, dataset: str, data_dir: str | None, n_train: int | None, e
             attrs={"model": model, "model_options": options, "dataset": dataset, "lr": lr,
                    "batch_size": batch_size, "seed": seed}))
     elif probe_eta is not None or probe_bn != "train":
-        from landscape.errors import LandscapeError
-
         raise LandscapeError("--probe-eta/--probe-bn need --probe-every K (probe every K training steps)")
-    elif resume and (out_dir / "predictiveness.h5").exists():
-        from landscape.errors import LandscapeError
-
-        # Resuming unprobed would leave the probe file silently covering only the first part of training.
-        raise LandscapeError(f"{out_dir} was trained with probes (predictiveness.h5): resume with the same "
-                             "--probe-every/--probe-eta/--probe-bn, or delete that file")
     train_data = load_dataset(dataset, split="train", n=n_train, seed=seed, data_dir=data_dir)
     test_data = load_dataset(dataset, split="test", data_dir=data_dir)
     net = seeded_model(model, num_classes=info.num_classes, in_channels=info.in_channels, seed=seed, **options)
-    result = run_training(
-        net, train_data, test_data, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
-        weight_decay=weight_decay, schedule=schedule, seed=seed, device=device, out_dir=out_dir,
-        save_every=save_every, resume=resume, augment=info.augment if augment is None else augment,
-        meta={"dataset": dataset, "data_dir": data_dir, "n_train": n_train}, progress=not quiet,
-        callbacks=callbacks,
-    )
+    # Held from the first look into the run folder to the end (train() takes it again, re-entrantly): a second
+    # run into the same folder is refused before it reads or writes anything there.
+    with output_lock(out_dir):
+        if probe_every is None and resume and (out_dir / "predictiveness.h5").exists():
+            # Resuming unprobed would leave the probe file silently covering only the first part of training.
+            raise LandscapeError(f"{out_dir} was trained with probes (predictiveness.h5): resume with the same "
+                                 "--probe-every/--probe-eta/--probe-bn, or delete that file")
+        result = run_training(
+            net, train_data, test_data, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
+            weight_decay=weight_decay, schedule=schedule, seed=seed, device=device, out_dir=out_dir,
+            save_every=save_every, resume=resume, augment=info.augment if augment is None else augment,
+            meta={"dataset": dataset, "data_dir": data_dir, "n_train": n_train}, progress=not quiet,
+            callbacks=callbacks,
+        )
     last = result.metrics[-1]
     click.echo(f"{model} on {dataset}: train loss {last['train_loss']:.4f}, test acc {last['test_acc']:.4f} "
                f"after {last['epoch']} epochs ({result.seconds:.1f} s) -> {result.final_checkpoint}")
