@@ -139,3 +139,41 @@ def test_train_with_probes_writes_predictiveness(runner, tmp_path):
         assert f["loss"].shape == (2, 3) and f["eta"][:] == pytest.approx([0.1, 0.2, 0.3])
     bad = runner.invoke(main, ["train", "resnet8", "--probe-eta", "0.1:0.2:2", "--out", str(tmp_path / "x")])
     _one_line_error(bad, "need --probe-every")
+
+
+@pytest.mark.parametrize(("command", "said"), [
+    ("surface", "interrupted: finished work is saved; run the same command again to continue"),
+    ("hessian", "interrupted: nothing was written; run the command again"),
+    ("predictiveness", "interrupted: nothing was written; run the command again"),
+    ("inputspace", "interrupted: nothing was written; run the command again"),
+    ("evaluate", "interrupted: nothing was written; run the command again"),
+])
+def test_ctrl_c_message_is_true_for_each_command(runner, digits_ckpt, tmp_path, monkeypatch, command, said):
+    import landscape
+    import landscape.data
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(landscape.data, "load_dataset", interrupted)
+    monkeypatch.setattr(landscape, "load_dataset", interrupted)
+    out = tmp_path / "out.h5"
+    result = runner.invoke(main, [command, str(digits_ckpt), *([] if command == "evaluate" else ["--out", str(out)])])
+    assert result.exit_code == 130 and result.stderr.strip() == said, result.output
+    if command != "surface":
+        assert not out.exists() and os.listdir(tmp_path) == []
+
+
+def test_ctrl_c_in_a_study_step_says_the_study_continues(runner, tmp_path, monkeypatch):
+    import landscape.training
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(landscape.training, "train", interrupted)
+    study = tmp_path / "s.toml"
+    study.write_text(f'[study]\nout = "{tmp_path / "out"}"\n[[models]]\nmodel = "resnet8"\n[train]\nquiet = true\n')
+    result = runner.invoke(main, ["study", str(study)])
+    assert result.exit_code == 130, result.output
+    assert result.stderr.strip().endswith("interrupted: finished work is saved; run the same command again to "
+                                          "continue"), result.stderr

@@ -21,6 +21,21 @@ def _usage_error(exc: click.UsageError) -> None:
     sys.exit(exc.exit_code)
 
 
+# Commands that keep finished work when interrupted (epochs, surface points, study steps); every other command
+# computes first and writes its file once, atomically, so an interruption leaves nothing behind.
+_RESUMABLE = {"train": "add --resume to the same command to continue",
+              "surface": "run the same command again to continue",
+              "study": "run the same command again to continue",
+              "demo": "run the same command again to continue"}
+
+
+def _interrupt_advice(command: str | None) -> str:
+    """What an interrupted ``command`` left on disk and how to go on; true for each command."""
+    if command in _RESUMABLE:
+        return f"finished work is saved; {_RESUMABLE[command]}"
+    return "nothing was written; run the command again"
+
+
 class _Group(click.Group):
     """A group that prints user errors as one line (LandscapeError: exit 1, usage: exit 2); tracebacks only under
     --debug."""
@@ -44,11 +59,14 @@ class _Group(click.Group):
                 raise
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
+        except click.Abort as exc:
+            # A command run inside another (a study's steps) turns Ctrl-C into Abort on its way out.
+            if not isinstance(exc.__cause__, KeyboardInterrupt):
+                raise
+            click.echo(f"interrupted: {_interrupt_advice(ctx.invoked_subcommand)}", err=True)
+            sys.exit(130)
         except KeyboardInterrupt:
-            # train refuses to reuse a run folder unless told to resume; every other command resumes by itself.
-            how = "add --resume to the same command" if ctx.invoked_subcommand == "train" else \
-                "run the same command again"
-            click.echo(f"interrupted: finished work is saved; {how} to continue", err=True)
+            click.echo(f"interrupted: {_interrupt_advice(ctx.invoked_subcommand)}", err=True)
             sys.exit(130)
 
 
