@@ -65,6 +65,13 @@ def test_study_runs_resumes_and_compares(tmp_path):
     assert {"train/add", "train/gate", "predictiveness/add", "evaluate/gate"} <= set(record)
     again = runner.invoke(main, ["study", str(path)])
     assert again.exit_code == 0 and again.output.count("done earlier, skipped") == 6
+    assert _litter(tmp_path) == []
+
+
+def _litter(folder: Path) -> list[str]:
+    """Temporary and lock files anywhere under ``folder``: a finished study leaves none."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
+                  if p.name.endswith((".tmp", ".lock")) or ".tmp" in p.suffixes)
 
 
 def test_bad_studies_are_one_line_errors(tmp_path):
@@ -124,6 +131,7 @@ def test_quick_demo_runs_end_to_end(tmp_path):
     figs = sorted(p.name for p in (tmp_path / "figs").iterdir())
     assert figs == sorted(["surface1d.png", "surface_pca.png", "hessian.png", "predictiveness.png", "between.png",
                            "predictiveness-training.png"])
+    assert _litter(tmp_path) == []
 
 
 def test_quick_and_full_demo_default_to_separate_folders(monkeypatch):
@@ -134,3 +142,18 @@ def test_quick_and_full_demo_default_to_separate_folders(monkeypatch):
     for args in (["demo", "--quick"], ["demo"], ["demo", "--out", "elsewhere"]):
         assert CliRunner().invoke(main, args).exit_code == 0
     assert seen == ["runs/demo-quick", "runs/demo", "elsewhere"]
+
+
+def test_a_rerun_sweeps_the_temp_files_of_a_killed_study(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = [out / ".study.json.k1.tmp", out / ".evaluate.png.k2.tmp", out / ".predictiveness-training.png.k3.tmp"]
+    for p in stale:
+        p.write_bytes(b"")
+    path = tmp_path / "s.toml"
+    path.write_text(f'[study]\nout = "{out}"\n[[models]]\nmodel = "resnet8"\n[train]\nepochs = 1\nn-train = 64\n'
+                    'quiet = true\n[[analyses]]\ncommand = "evaluate"\n')
+    result = CliRunner().invoke(main, ["study", str(path)])
+    assert result.exit_code == 0, result.output
+    assert _litter(tmp_path) == []
+    assert json.loads((out / "study.json").read_text()).keys() == {"train/resnet8", "evaluate/resnet8"}
