@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import json
 import os
 import re
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,11 +25,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _reason(exc: BaseException) -> str:
     """The useful part of an OS or HDF5 error, on one line (HDF5 nests the errno text inside its own)."""
-    if isinstance(exc, OSError) and exc.strerror and exc.errno:
-        return exc.strerror
     text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
     found = re.search(r"error message = '([^']*)'", text)
-    return " ".join((found.group(1) if found else text or type(exc).__name__).split())
+    if found:
+        return found.group(1)
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror
+    return " ".join((text or type(exc).__name__).split())
 
 
 def write_error(path: str | os.PathLike[str], exc: BaseException, *, kept: str = "") -> LandscapeError:
@@ -37,32 +41,53 @@ def write_error(path: str | os.PathLike[str], exc: BaseException, *, kept: str =
 
 
 @contextlib.contextmanager
-def atomic_h5(path: str | os.PathLike[str]) -> Iterator[h5py.File]:
-    """Open a new HDF5 file under a temporary name and rename it to ``path`` only when the block succeeds.
+def surfaced_h5_errors() -> Iterator[list[BaseException]]:
+    """Collect the HDF5 errors that h5py cannot raise.
 
-    The output lock on ``path`` is held throughout (one writer per output). A failed write, including one that
-    HDF5 reports only when the file is closed, is a one-line error and leaves no file behind; the closed file is
-    reopened before the rename, so a file HDF5 failed to finish silently is never put in place.
+    HDF5 reports some failed writes (full disk, file-size limit) only when h5py frees an object; Cython then prints
+    them (through ``sys.excepthook``, then ``sys.unraisablehook``: "Exception ignored in ObjectID.__dealloc__") and
+    carries on. Inside this block they are collected instead, for the caller to raise as one line.
     """
+    caught: list[BaseException] = []
+    hook, unraisable = sys.excepthook, sys.unraisablehook
+
+    def on_except(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        if isinstance(value, (OSError, RuntimeError)):
+            caught.append(value)
+        else:
+            hook(kind, value, tb)
+
+    def on_unraisable(info: Any) -> None:
+        if isinstance(info.exc_value, (OSError, RuntimeError)):
+            caught.append(info.exc_value)
+        else:
+            unraisable(info)
+
+    sys.excepthook, sys.unraisablehook = on_except, on_unraisable
+    try:
+        yield caught
+    finally:
+        sys.excepthook, sys.unraisablehook = hook, unraisable
+
+
+@contextlib.contextmanager
+def atomic_h5(path: str | os.PathLike[str]) -> Iterator[h5py.File]:
+    """Build a new HDF5 file and put it at ``path`` only when the block succeeds, holding the output lock.
+
+    The file is built in memory and written to a temporary name with one checked write, then renamed: HDF5 itself
+    never meets a full disk or a file-size limit, which it reports only when objects are freed, after which it may
+    crash at exit. A failed write is one line, and no file is left behind. Costs the file's size in memory.
+    """
+    buffer = io.BytesIO()
     with output_lock(path), atomic_path(path) as tmp:
-        try:
-            f = h5py.File(tmp, "w")
-        except OSError as exc:
-            raise write_error(path, exc) from None
-        try:
+        with h5py.File(buffer, "w") as f:
             yield f
-        except (OSError, RuntimeError) as exc:
-            with contextlib.suppress(Exception):
-                f.close()
-            raise write_error(path, exc) from None
-        except BaseException:
-            with contextlib.suppress(Exception):
-                f.close()
-            raise
         try:
-            f.close()
+            with open(tmp, "wb") as out:
+                out.write(buffer.getbuffer())
+            buffer = io.BytesIO()  # free it before the check
             h5py.File(tmp, "r").close()  # HDF5 refuses a truncated file here ("truncated file: eof = ...")
-        except (OSError, RuntimeError) as exc:
+        except OSError as exc:
             raise write_error(path, exc) from None
 
 

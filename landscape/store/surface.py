@@ -35,6 +35,7 @@ from landscape.store._h5 import (
     open_h5,
     read_attrs,
     require_schema,
+    surfaced_h5_errors,
     write_attrs,
     write_error,
 )
@@ -156,6 +157,9 @@ def _layout(f: h5py.File, path: str | os.PathLike[str]) -> tuple[dict[str, Any],
         c = f[name]
         if not isinstance(c, h5py.Dataset) or c.ndim != 1 or c.size == 0 or c.dtype.kind != "f":
             raise damaged(path, f"'{name}' is not a list of coordinates")
+        values = c[()]
+        if not (np.isfinite(values).all() and (np.diff(values) > 0).all()):
+            raise damaged(path, f"'{name}' is not finite and increasing")
         axes.append(c.shape[0])
     yspec = attrs.get("yspec", "null")
     if isinstance(yspec, str) and yspec != "null" and len(axes) == 1:
@@ -287,11 +291,14 @@ def _raw_offsets(path: str, split: str) -> dict[str, tuple[int, np.dtype, tuple[
 
 
 def _set_attrs(path: str, attrs: Mapping[str, Any]) -> None:
-    try:
-        with h5py.File(path, "r+", locking=False) as f:  # readers may have it open; writes touch attributes only
-            write_attrs(f, attrs)
-    except (OSError, RuntimeError) as exc:
-        raise write_error(path, exc, kept="finished points are kept") from None
+    with surfaced_h5_errors() as swallowed:
+        try:
+            with h5py.File(path, "r+", locking=False) as f:  # readers may have it open; writes touch attributes only
+                write_attrs(f, attrs)
+        except (OSError, RuntimeError) as exc:
+            raise write_error(path, exc, kept="finished points are kept") from None
+    if swallowed:
+        raise write_error(path, swallowed[0], kept="finished points are kept")
 
 
 @guard_read
