@@ -197,9 +197,10 @@ def ordered_data(inputs: torch.Tensor, targets: torch.Tensor, *, seed: int, devi
     return inputs[order].to(device).contiguous(), targets[order].to(device).contiguous()
 
 
-# Bytes per grid point that a surface holds in memory and on disk: five float64/int64 values and a done flag, read
-# back whole by info and plot, plus the index of a point still to do.
-BYTES_PER_POINT = 5 * 8 + 1 + 8
+# Bytes of memory per grid point: a file holds five float64/int64 values and a done flag a point (41 bytes); it is
+# built in memory when created (twice that while the buffer grows) and read back whole by info, plot and a resume,
+# which also lists the points still to do (8 bytes each).
+BYTES_PER_POINT = 2 * (5 * 8 + 1) + 8
 
 
 def check_grid_fits(grid: Grid, *, available: int | None = None) -> None:
@@ -216,6 +217,11 @@ def compute_surface(model: nn.Module, inputs: torch.Tensor, targets: torch.Tenso
                     device: torch.device | str = "cpu", overwrite: bool = False, progress: bool = True,
                     callback: Callable[[PointResult], None] | None = None) -> SurfaceResult:
     """Compute (or resume) the surface stored in ``out``, on the model's device.
+
+    The output lock on ``out`` is held for the whole run (a second run is refused, naming this one). A grid that
+    cannot be held is refused before any work; after the first point, a warning gives the time the rest will take
+    when that is over a day (the first point's measured time × the points left). A failed write stops the run with
+    one line, keeping the finished points.
 
     ``directions`` is called only when a new file is made; a resumed run uses the directions stored in the file,
     after :func:`landscape.store.surface.check_settings` has confirmed the settings agree.

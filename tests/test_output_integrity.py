@@ -186,8 +186,8 @@ def test_grid_too_large_to_hold_is_refused_up_front(tmp_path, digits_ckpt):
     from landscape.grid import Grid, parse_axis
     from landscape.surface import check_grid_fits
 
-    check_grid_fits(Grid(parse_axis("-1:1:1000")), available=1 << 20)  # 49 kB fits in 1 MiB
-    with pytest.raises(LandscapeError, match="needs about 4.7 MiB but only 1.0 MiB"):
+    check_grid_fits(Grid(parse_axis("-1:1:1000")), available=1 << 20)  # 90 kB fits in 1 MiB
+    with pytest.raises(LandscapeError, match="needs about 8.6 MiB but only 1.0 MiB"):
         check_grid_fits(Grid(parse_axis("-1:1:1000"), parse_axis("-1:1:100")), available=1 << 20)
 
 
