@@ -26,6 +26,7 @@ from landscape.store._h5 import (
     open_h5,
     read_attrs,
     require_schema,
+    surfaced_h5_errors,
     write_attrs,
     write_error,
 )
@@ -99,13 +100,15 @@ def append(path: str | os.PathLike[str], *, step: Any, loss: Any, grad_diff: Any
 @contextlib.contextmanager
 def _in_place(path: str | os.PathLike[str]) -> Iterator[h5py.File]:
     """Open for an in-place change under the output lock; a failed write (full disk…) is one line."""
-    with output_lock(path):
+    with output_lock(path), surfaced_h5_errors() as swallowed:
         f = open_h5(path, "a")
         try:
             with f:
                 yield f
         except (OSError, RuntimeError) as exc:
             raise write_error(path, exc) from None
+        if swallowed:  # HDF5 reported the failure only while freeing an object
+            raise write_error(path, swallowed[0])
 
 
 def truncate(path: str | os.PathLike[str], *, before_step: int) -> int:
