@@ -208,8 +208,8 @@ def test_bad_registered_options_are_one_line_naming_the_option(options, fragment
 def test_parameter_estimate_is_close_for_every_depth():
     from landscape.models.registry import _parameter_estimate
 
-    for depth in (8, 110, 18, 34):
-        for width in (0.5, 1, 3):
+    for depth in (8, 56, 18):
+        for width in (0.5, 1.5):
             exact = count_parameters(build_model(f"resnet{depth}", num_classes=10, in_channels=3, width=width))
             assert 0.9 < _parameter_estimate(depth, width=width, num_classes=10, in_channels=3) / exact < 1.1
 
