@@ -82,14 +82,23 @@ def target_direction(weights: Direction, target: Direction) -> Direction:
     return params.sub(target, weights)
 
 
-def pca_directions(weights: Direction, trajectory: Sequence[Direction], *, count: int = 2) -> tuple[
-        list[Direction], np.ndarray]:
+def pca_directions(weights: Direction, trajectory: Sequence[Direction], *, count: int = 2,
+                   ignore: Ignore = "biasbn") -> tuple[list[Direction], np.ndarray]:
     """The top ``count`` principal directions of the centred trajectory offsets ``θ_t − θ`` (unit length) and their
-    explained-variance ratios. Works on the T×T Gram matrix in float64, tensor by tensor (no T×P matrix)."""
+    explained-variance ratios. Works on the T×T Gram matrix in float64, tensor by tensor (no T×P matrix).
+
+    With ``ignore="biasbn"`` the entries of tensors with ``dim ≤ 1`` are zeroed in every offset *before* the PCA, as
+    loss-landscape's ``setup_PCA_directions`` does, so bias/BN movement neither steers the directions nor counts in
+    the explained variance.
+    """
+    if ignore not in IGNORES:
+        raise LandscapeError(f"ignore '{ignore}' is unknown; use biasbn or none")
     if len(trajectory) < count + 1:
         raise LandscapeError(f"PCA with {count} direction(s) needs at least {count + 1} trajectory checkpoints, "
                              f"found {len(trajectory)}; train with --save-every 1 or use --dir random")
     offsets = [params.sub(t, weights) for t in trajectory]
+    if ignore == "biasbn":
+        offsets = [{k: torch.zeros_like(v) if v.dim() <= 1 else v for k, v in o.items()} for o in offsets]
     n = len(offsets)
     mean = {k: sum(o[k].double() for o in offsets) / n for k in weights}
     centred = [{k: o[k].double() - mean[k] for k in weights} for o in offsets]
@@ -98,7 +107,9 @@ def pca_directions(weights: Direction, trajectory: Sequence[Direction], *, count
     order = np.argsort(evals)[::-1]
     evals, evecs = np.clip(evals[order], 0.0, None), evecs[:, order]
     if evals[count - 1] <= 1e-12 * max(evals[0], 1e-300):
-        raise LandscapeError(f"the trajectory spans fewer than {count} directions (the checkpoints are identical?)")
+        left_out = " (bias/BN entries left out by ignore='biasbn')" if ignore == "biasbn" else ""
+        raise LandscapeError(f"the trajectory spans fewer than {count} directions{left_out}; "
+                             "are the checkpoints identical?")
     dirs = []
     for c in range(count):
         d = {k: sum(float(evecs[i, c]) * centred[i][k] for i in range(n)) for k in weights}
@@ -158,7 +169,8 @@ def build_directions(kind: Kind, weights: Direction, *, ndim: int, seed: int = 0
     """The x (and, for ``ndim=2``, y) directions of a surface.
 
     ``random``: seeded Gaussian, normalised. ``target``: x = θ_target − θ (raw), y random and normalised.
-    ``pca``: top principal directions of ``trajectory``, normalised, with the trajectory projected on the plane.
+    ``pca``: top principal directions of ``trajectory`` (bias/BN entries left out before the PCA when
+    ``ignore="biasbn"``, as in loss-landscape), normalised, with the trajectory projected on the plane.
     ``eigen``: Hessian eigenvectors 0 and 1 from ``eigen_path``; with ``norm="none"`` exactly as stored (unit
     eigenvectors, ``ignore`` not applied), otherwise normalised like the others.
     """
@@ -178,7 +190,7 @@ def build_directions(kind: Kind, weights: Direction, *, ndim: int, seed: int = 0
     elif kind == "pca":
         if trajectory is None:
             raise LandscapeError("--dir pca needs --trajectory RUN_DIR (a folder written by landscape train)")
-        raw, ratio = pca_directions(weights, trajectory, count=ndim)
+        raw, ratio = pca_directions(weights, trajectory, count=ndim, ignore=ignore)
         dirs = [normalize(d, weights, norm=norm, ignore=ignore) for d in raw]
         offsets = [params.sub(t, weights) for t in trajectory]
         coords, resid = project(offsets, dirs)

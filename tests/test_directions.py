@@ -155,3 +155,45 @@ def test_eigen_directions(eigen_file):
         from landscape.directions import eigen_directions
 
         eigen_directions(path, w, indices=[5])
+
+
+def _reference_pca(weights, trajectory, *, ignore):
+    """loss-landscape's ``setup_PCA_directions`` recipe, rebuilt with numpy and scikit-learn: per checkpoint,
+    ``w_i − w_final`` tensor by tensor (dim ≤ 1 zeroed for ignore=biasbn), flattened and concatenated; PCA(2)."""
+    from sklearn.decomposition import PCA
+
+    rows = []
+    for t in trajectory:
+        parts = []
+        for k, w in weights.items():
+            d = t[k].numpy() - w.numpy()
+            if ignore == "biasbn" and d.ndim <= 1:
+                d = np.zeros_like(d)
+            parts.append(d.reshape(-1))
+        rows.append(np.concatenate(parts))
+    pca = PCA(n_components=2).fit(np.array(rows))
+    return pca.components_, pca.explained_variance_ratio_
+
+
+@pytest.mark.parametrize("ignore", ["biasbn", "none"])
+@pytest.mark.parametrize("dir_type", ["weights", "states"])
+def test_pca_matches_reference_recipe(ignore, dir_type):
+    net = _net().double()
+    w = params.get_tensors(net, dir_type=dir_type)
+    gen = torch.Generator().manual_seed(5)
+    # Biases and BN entries move far more than the weights, so leaving them in (or out) changes the answer.
+    traj = [{k: v + torch.randn(v.shape, generator=gen, dtype=v.dtype) * (10.0 if v.dim() <= 1 else 0.1)
+             for k, v in w.items()} for _ in range(5)] + [w]
+    comps, ratio = _reference_pca(w, traj, ignore=ignore)
+    ds = build_directions("pca", w, ndim=2, norm="none", ignore=ignore, trajectory=traj)
+    np.testing.assert_allclose(ds.info["pca_explained_variance_ratio"], ratio, rtol=1e-9, atol=0)
+    for ours, ref in zip((ds.x, ds.y), comps):
+        flat = torch.cat([ours[k].reshape(-1) for k in w]).numpy()
+        if ignore == "none":  # norm="none" with ignore="none" puts the weights in dim ≤ 1 tensors: compare the rest
+            mask = np.concatenate([np.full(t.numel(), t.dim() > 1) for t in w.values()])
+            flat, ref = flat[mask], ref[mask]
+        sign = np.sign(flat @ ref)
+        np.testing.assert_allclose(sign * flat, ref, rtol=0, atol=1e-9)
+    if ignore == "biasbn":
+        _, with_bias = _reference_pca(w, traj, ignore="none")
+        assert abs(ratio[0] - with_bias[0]) > 1e-3  # the test can tell the two recipes apart
