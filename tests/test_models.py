@@ -218,3 +218,50 @@ def test_bad_class_or_channel_counts_are_one_line():
     for kwargs in ({"num_classes": 0, "in_channels": 3}, {"num_classes": 10, "in_channels": "3"}):
         with pytest.raises(LandscapeError, match="must be a whole number ≥ 1"):
             build_model("resnet8", **kwargs)
+
+
+@pytest.fixture
+def cwd_only_path(tmp_path, monkeypatch):
+    """A working directory that is not on ``sys.path`` (as under a console script), with a package in it."""
+    pkg = tmp_path / "cwd_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "nets.py").write_text(textwrap.dedent("""
+        import torch
+        def tiny(num_classes, in_channels):
+            return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(in_channels * 64, num_classes))
+    """))
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", str(tmp_path))])
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
+    for name in ("cwd_pkg.nets", "cwd_pkg"):
+        sys.modules.pop(name, None)
+
+
+def test_user_model_found_in_working_directory(cwd_only_path):
+    before = list(sys.path)
+    model = build_model("cwd_pkg.nets:tiny", num_classes=3, in_channels=1)
+    assert model(torch.randn(2, 1, 8, 8)).shape == (2, 3)
+    assert sys.path == before  # the working directory was on sys.path only for the import
+
+
+def test_user_model_missing_says_where_it_looked(cwd_only_path):
+    before = list(sys.path)
+    for spec in ("cwd_pkg.absent:f", "no_such_pkg_xyz.mod:f"):
+        with pytest.raises(LandscapeError) as err:
+            build_model(spec, num_classes=3, in_channels=1)
+        msg = str(err.value)
+        assert f"looked in the working directory {cwd_only_path}" in msg and "PYTHONPATH" in msg, msg
+        assert "\n" not in msg
+    assert sys.path == before
+
+
+def test_train_cli_finds_user_model_in_working_directory(cwd_only_path):
+    from click.testing import CliRunner
+
+    from landscape.cli import main
+
+    result = CliRunner().invoke(main, ["train", "cwd_pkg.nets:tiny", "--epochs", "1", "--n-train", "32",
+                                       "--batch-size", "16", "--out", "run", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert (cwd_only_path / "run" / "final.pt").is_file()

@@ -7,7 +7,10 @@ import functools
 import importlib
 import inspect
 import math
+import os
+import sys
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 from torch import nn
@@ -66,14 +69,40 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
+def _cwd() -> str | None:
+    try:
+        return os.getcwd()
+    except OSError:  # the working directory was removed
+        return None
+
+
+def _import_from_cwd(module_name: str) -> ModuleType:
+    """Import ``module_name`` with the working directory first on ``sys.path``, as ``python -m`` has it (a console
+    script's ``sys.path`` starts at its own folder instead); ``sys.path`` is restored afterwards."""
+    cwd = _cwd()
+    added = cwd is not None and cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    importlib.invalidate_caches()  # a module written since the last import is found
+    try:
+        return importlib.import_module(module_name)
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
+
+
 def _import_callable(spec: str) -> Callable[..., Any]:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise LandscapeError(f"model '{spec}' is not of the form package.module:callable")
     try:
-        module = importlib.import_module(module_name)
+        module = _import_from_cwd(module_name)
     except ImportError as exc:
-        raise LandscapeError(f"cannot import module '{module_name}' for model '{spec}': {exc}") from None
+        missing = isinstance(exc, ModuleNotFoundError) and exc.name is not None and (
+            module_name == exc.name or module_name.startswith(exc.name + "."))
+        where = (f" (looked in the working directory {_cwd() or '(unreadable)'} and on sys.path; "
+                 "PYTHONPATH can add folders)") if missing else ""
+        raise LandscapeError(f"cannot import module '{module_name}' for model '{spec}': {exc}{where}") from None
     except (Exception, SystemExit) as exc:  # the user's module runs at import: any failure there is theirs to fix
         raise LandscapeError(f"importing module '{module_name}' for model '{spec}' failed with {_one_line(exc)}"
                              ) from None
