@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import _compat_pickle
-import contextlib
 import hashlib
 import io
 import json
 import os
-import pickletools
 import stat
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +15,7 @@ import torch
 from torch import nn
 
 from landscape._fs import atomic_path
+from landscape._pickle_scan import unsafe_imports
 from landscape._version import __version__
 from landscape.errors import LandscapeError
 
@@ -32,84 +29,6 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _py3_name(module: str, name: str = "") -> str:
-    """``module.name`` as Python 3 reads a protocol-2 global (``__builtin__ exec`` is ``builtins.exec``)."""
-    module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
-    return f"{_compat_pickle.IMPORT_MAPPING.get(module, module)}.{name}"
-
-
-def _pickle_imports(path: Path) -> list[str] | None:
-    """The globals a pickle would import (``module.name``), read from its opcodes without executing anything; None
-    when ``path`` is not a pickle (or, for torch's zip format, its ``data.pkl``)."""
-    try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as z:
-                name = next((n for n in z.namelist() if n.endswith("/data.pkl") or n == "data.pkl"), None)
-                if name is None:
-                    return None
-                data = z.read(name)
-        else:
-            data = path.read_bytes()
-        # STACK_GLOBAL takes module and name from the stack; they are pushed as strings just before, or fetched
-        # from the memo when repeated, so strings and the memo are followed (nothing else is needed here).
-        found, strings, memo, last = [], [], {}, None
-        stream = io.BytesIO(data)
-        ops = []
-        # torch's legacy format is several pickles in a row, then raw storage bytes: read pickles until one fails.
-        with contextlib.suppress(Exception):
-            while stream.tell() < len(data):
-                for item in pickletools.genops(stream):
-                    ops.append(item)
-        if not ops:
-            return None
-        for op, arg, _pos in ops:
-            pushed = None
-            if op.name == "GLOBAL":
-                found.append(_py3_name(*str(arg).split(" ", 1)))
-            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
-                found.append(f"{strings[-2]}.{strings[-1]}")
-            elif op.name == "MEMOIZE":
-                memo[len(memo)] = last
-            elif op.name in ("PUT", "BINPUT", "LONG_BINPUT"):
-                memo[int(arg)] = last
-            elif op.name in ("GET", "BINGET", "LONG_BINGET"):
-                pushed = memo.get(int(arg))
-            elif isinstance(arg, str):
-                pushed = arg
-            if isinstance(pushed, str):
-                strings.append(pushed)
-            if op.name not in ("MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"):
-                last = pushed
-        return list(dict.fromkeys(found))
-    except Exception:  # not a pickle, or truncated: nothing to report
-        return None
-
-
-# What torch's weights_only loader needs when its private table is unavailable (older/newer torch): tensors,
-# storages, dtypes and the containers a state dict uses. Nothing else may be imported by a checkpoint.
-_FALLBACK_GLOBALS = frozenset({
-    "collections.OrderedDict", "collections.Counter", "builtins.set", "builtins.frozenset", "builtins.bytearray",
-    "builtins.complex", "_codecs.encode", "torch.Size", "torch.Tensor", "torch.device",
-    "torch._utils._rebuild_tensor", "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor_v3",
-    "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state", "torch.nn.parameter.Parameter",
-    "torch._tensor._rebuild_from_type_v2", "torch.serialization._get_layout",
-} | {f"torch.{t}{k}" for t in ("Float", "Double", "Half", "BFloat16", "Long", "Int", "Short", "Char", "Byte",
-                                 "Bool", "ComplexFloat", "ComplexDouble") for k in ("Storage", "Tensor")}
-  | {f"torch.{d}" for d in ("float32", "float64", "float16", "bfloat16", "int64", "int32", "int16", "int8",
-                            "uint8", "bool", "complex64", "complex128", "UntypedStorage", "strided")})
-
-
-def _allowed_globals() -> frozenset[str]:
-    """The exact ``module.name`` globals torch's ``weights_only`` loader accepts (plus any the user allow-listed)."""
-    try:
-        from torch import _weights_only_unpickler as w
-
-        names = set(w._get_allowed_globals()) | set(w._get_user_allowed_globals())
-    except Exception:  # a private table: if torch moves it, fall back to the tensors-and-containers list
-        return _FALLBACK_GLOBALS
-    return frozenset(names | _FALLBACK_GLOBALS)
 
 
 def _file_kind(mode: int) -> str:
@@ -192,9 +111,7 @@ def read_checkpoint_file(path: str | os.PathLike[str], map_location: str | torch
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception:  # truncated zips surface as RuntimeError, KeyError, EOFError, BadZipFile, UnpicklingError...
-        imports = _pickle_imports(path)
-        allowed = _allowed_globals()
-        unsafe = [g for g in imports or () if g not in allowed]
+        unsafe = unsafe_imports(path)
         if unsafe:
             raise LandscapeError(
                 f"refusing to load {path}: it is a pickle that would import {', '.join(unsafe[:3])}, which could run "

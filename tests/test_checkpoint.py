@@ -276,3 +276,22 @@ def test_identical_tensors_give_identical_bytes(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt", "c.pt", "d.pt", "sub"]  # no temp files
     other = save_checkpoint(tmp_path / "e.pt", model, {"epoch": 2})
     assert file_sha256(other) != file_sha256(a)  # the metadata is part of the identity
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 4])
+def test_pickle_scan_reads_imports_without_running_them(tmp_path, protocol):
+    from landscape._pickle_scan import allowed_globals, pickle_imports, unsafe_imports
+
+    path = tmp_path / "p.pkl"
+    # The same global twice: from protocol 4 on, the second STACK_GLOBAL takes its strings from the memo.
+    path.write_bytes(pickle.dumps([_Call(os.system, "true"), _Call(os.system, "true"), _Call(len, "ab")],
+                                  protocol=protocol))
+    found = pickle_imports(path)
+    assert found is not None and found.count(f"{os.system.__module__}.system") == 1, found
+    assert "builtins.len" in found
+    assert unsafe_imports(path) == [g for g in found if g not in allowed_globals()]
+    assert f"{os.system.__module__}.system" in unsafe_imports(path)
+    save_checkpoint(tmp_path / "ok.pt", _model())
+    assert unsafe_imports(tmp_path / "ok.pt") == []  # torch's own zip format: data.pkl only imports tensor code
+    (tmp_path / "text.txt").write_text("not a pickle")
+    assert pickle_imports(tmp_path / "text.txt") is None and unsafe_imports(tmp_path / "text.txt") == []
