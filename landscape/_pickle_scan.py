@@ -9,6 +9,7 @@ import io
 import pickletools
 import zipfile
 from pathlib import Path
+from typing import Any
 
 
 def _py3_name(module: str, name: str = "") -> str:
@@ -31,7 +32,10 @@ def pickle_imports(path: Path) -> list[str] | None:
             data = path.read_bytes()
         # STACK_GLOBAL takes module and name from the stack; they are pushed as strings just before, or fetched
         # from the memo when repeated, so strings and the memo are followed (nothing else is needed here).
-        found, strings, memo, last = [], [], {}, None
+        found: list[str] = []
+        strings: list[str] = []
+        memo: dict[int, Any] = {}
+        last: Any = None
         stream = io.BytesIO(data)
         ops = []
         # torch's legacy format is several pickles in a row, then raw storage bytes: read pickles until one fails.
@@ -50,9 +54,9 @@ def pickle_imports(path: Path) -> list[str] | None:
             elif op.name == "MEMOIZE":
                 memo[len(memo)] = last
             elif op.name in ("PUT", "BINPUT", "LONG_BINPUT"):
-                memo[int(arg)] = last
+                memo[int(arg)] = last  # type: ignore[arg-type]  # these opcodes carry an int
             elif op.name in ("GET", "BINGET", "LONG_BINGET"):
-                pushed = memo.get(int(arg))
+                pushed = memo.get(int(arg))  # type: ignore[arg-type]
             elif isinstance(arg, str):
                 pushed = arg
             if isinstance(pushed, str):

@@ -172,7 +172,7 @@ def checkpoint_meta(raw: dict[str, Any], path: str | os.PathLike[str]) -> dict[s
         if not isinstance(value, types) or isinstance(value, bool):
             raise LandscapeError(f"{path} has damaged metadata: '{key}' is {value!r:.60}, expected a "
                                  f"{' or '.join(t.__name__ for t in types)}")
-        if key in ("num_classes", "in_channels") and value < 1:
+        if key in ("num_classes", "in_channels") and isinstance(value, int) and value < 1:
             raise LandscapeError(f"{path} has damaged metadata: '{key}' is {value}, expected a whole number ≥ 1")
     if any(not isinstance(k, str) for k in meta.get("model_options") or {}):
         raise LandscapeError(f"{path} has damaged metadata: 'model_options' has a key that is not a string")

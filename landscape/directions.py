@@ -112,7 +112,8 @@ def pca_directions(weights: Direction, trajectory: Sequence[Direction], *, count
                              "are the checkpoints identical?")
     dirs = []
     for c in range(count):
-        d = {k: sum(float(evecs[i, c]) * centred[i][k] for i in range(n)) for k in weights}
+        d = {k: sum((float(evecs[i, c]) * centred[i][k] for i in range(n)), torch.zeros_like(centred[0][k]))
+             for k in weights}
         scale = 1.0 / params.norm(d)
         # Fix the sign: the offset of the first checkpoint (the start of training) gets a negative coefficient.
         if params.dot(d, offsets[0]) > 0:

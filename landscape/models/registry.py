@@ -80,15 +80,15 @@ def _import_from_cwd(module_name: str) -> ModuleType:
     """Import ``module_name`` with the working directory first on ``sys.path``, as ``python -m`` has it (a console
     script's ``sys.path`` starts at its own folder instead); ``sys.path`` is restored afterwards."""
     cwd = _cwd()
-    added = cwd is not None and cwd not in sys.path
-    if added:
-        sys.path.insert(0, cwd)
+    added = cwd if cwd is not None and cwd not in sys.path else None
+    if added is not None:
+        sys.path.insert(0, added)
     importlib.invalidate_caches()  # a module written since the last import is found
     try:
         return importlib.import_module(module_name)
     finally:
-        if added and cwd in sys.path:
-            sys.path.remove(cwd)
+        if added is not None and added in sys.path:
+            sys.path.remove(added)
 
 
 def _import_callable(spec: str) -> Callable[..., Any]:
@@ -236,7 +236,7 @@ def build_model(name: str, *, num_classes: int, in_channels: int, **options: Any
         except (TypeError, ValueError, KeyError, ZeroDivisionError, OverflowError, RuntimeError) as exc:
             given = ", ".join(f"{k}={v!r}" for k, v in options.items()) or "no options"
             raise LandscapeError(f"model {name} with {given}: {_one_line(exc)}") from None
-    model.landscape_spec = {
+    model.landscape_spec = {  # type: ignore[assignment]  # nn.Module's attribute typing knows only tensors
         "model": name, "model_options": dict(options), "num_classes": num_classes, "in_channels": in_channels,
     }
     return model
