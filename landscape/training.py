@@ -27,7 +27,12 @@ from tqdm.auto import tqdm
 
 from landscape._device import resolve_device
 from landscape._fs import atomic_path, ensure_writable_dir, output_lock
-from landscape.checkpoint import architecture_difference, read_checkpoint_file, save_checkpoint
+from landscape.checkpoint import (
+    architecture_difference,
+    checkpoint_meta,
+    read_checkpoint_file,
+    save_checkpoint,
+)
 from landscape.data import augment as augment_batch
 from landscape.errors import LandscapeError
 
@@ -235,7 +240,7 @@ def _train_locked(
     last = out / "last.pt"
     if resume and last.exists():
         state = read_checkpoint_file(last)
-        saved_meta = json.loads(state["meta"])
+        saved_meta = checkpoint_meta(state, last)
         saved = saved_meta.get("train_config", {})
         diff = [f"{k}: run {saved.get(k)!r} vs now {v!r}" for k, v in config.items() if saved.get(k) != v]
         now_meta = {**getattr(model, "landscape_spec", {}), **meta}
@@ -248,7 +253,11 @@ def _train_locked(
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
-        rows = json.loads(state["metrics_rows"])
+        try:
+            rows = json.loads(state["metrics_rows"])
+        except (KeyError, TypeError, ValueError):
+            raise LandscapeError(f"{last} lacks readable training state (metrics_rows); delete it and start the run "
+                                 "afresh, or restore it from a backup") from None
         start_epoch = int(state["epoch"])
     elif not resume and (last.exists() or (out / "final.pt").exists()):
         raise LandscapeError(f"{out} already holds a training run; add --resume to continue it or choose another --out")

@@ -162,3 +162,15 @@ def test_bad_model_options_on_a_plain_state_dict_are_one_line(tmp_path, digits_c
     result = CliRunner().invoke(main, ["evaluate", str(plain), "--model", "resnet8", "--model-option", option,
                                        "--dataset", "digits", "--n-samples", "8"])
     _one_line_error(result, fragment, "plain.pt")
+
+
+def test_a_study_of_a_user_model_passes_it_to_every_analysis(tmp_path, user_module):
+    # The checkpoint cannot name its model for us, so the study (the user's own file) names it at every step.
+    from landscape.cli.study import load_study, run_study
+
+    study = tmp_path / "s.toml"
+    study.write_text(f'[study]\nout = "{tmp_path / "out"}"\n[[models]]\nmodel = "{user_module}"\nlabel = "mine"\n'
+                     '[train]\nepochs = 1\nn-train = 64\n[[analyses]]\ncommand = "evaluate"\nn-samples = 32\n'
+                     '[[analyses]]\ncommand = "hessian"\nn-samples = 32\ntop-k = 1\n')
+    run_study(load_study(study), echo=lambda _msg: None)
+    assert (tmp_path / "out" / "mine" / "results" / "hessian.h5").is_file()

@@ -313,6 +313,7 @@ def _run_locked(spec: dict[str, Any], out: Path, *, echo: Callable[[str], Any], 
 
     labels = [m.get("label", m["model"]) for m in spec["models"]]
     checkpoints: dict[str, Path] = {}
+    model_of = {label: m["model"] for m, label in zip(spec["models"], labels)}
     train_params = _option_params("train")
     for model, label in zip(spec["models"], labels):
         run_dir = out / label
@@ -338,6 +339,9 @@ def _run_locked(spec: dict[str, Any], out: Path, *, echo: Callable[[str], Any], 
                 opts.setdefault("trajectory", str(out / label))
             takes = {p.name for p in main.commands[command].params}
             args = [str(checkpoints[label]), *_as_args(opts, params)]
+            if ":" in model_of[label] and "model_name" in takes:
+                # A checkpoint never names code for us to import; the study file, the user's own words, does.
+                args += ["--model", model_of[label]]
             args += ["--out", str(target)] if "out" in takes else []
             # Re-running a step that was not recorded as done: a resumable command (surface) continues its
             # file; the others start afresh.
