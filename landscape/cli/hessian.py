@@ -66,14 +66,13 @@ def hessian(checkpoint: str, top_k: int, which: str, tol: float, max_iter: int |
 
     from landscape import hessian as H
     from landscape._device import resolve_device
+    from landscape._fs import output_lock
     from landscape.checkpoint import load_checkpoint
     from landscape.data import load_dataset
     from landscape.errors import LandscapeError
     from landscape.store.hessian import write_hessian
 
     out = out or os.path.splitext(checkpoint)[0] + "_hessian.h5"
-    if os.path.exists(out) and not force:
-        raise LandscapeError(f"{out} exists; pass --force to overwrite or choose another --out")
     if not (top_k or do_trace or do_density or per_layer):
         raise LandscapeError("nothing to measure: use --top-k K (K ≥ 1), --trace, --density or --per-layer")
     if not math.isfinite(tol):
@@ -87,10 +86,24 @@ def hessian(checkpoint: str, top_k: int, which: str, tol: float, max_iter: int |
         raise LandscapeError("--layer-depth applies to --per-layer only")
     if save_eigenvectors and not top_k:
         raise LandscapeError("--save-eigenvectors needs --top-k K with K ≥ 1")
+    # One writer per output: the lock is held from the existence check until the file is written.
+    click.get_current_context().with_resource(output_lock(out))
+    if os.path.exists(out) and not force:
+        raise LandscapeError(f"{out} exists; pass --force to overwrite or choose another --out")
     dev = resolve_device(device)
     model, meta = load_checkpoint(checkpoint, model=model_name, model_options=parse_key_values(model_options),
                                   map_location=dev)
     model.to(dev)
+    # Requests beyond what the operator's size allows are refused before any HVP: they would only cost time.
+    size = sum(p.numel() for _, p in H.select_parameters(model, param_pattern))
+    if top_k > size:
+        raise LandscapeError(f"--top-k {top_k} exceeds the {size:,} parameters of H; use --top-k ≤ {size}")
+    if do_trace and probes > size:
+        raise LandscapeError(f"--probes {probes} is more HVPs than the exact trace takes ({size:,}, one per "
+                             f"parameter of H); use --probes ≤ {size}")
+    if do_density and lanczos_steps > size:
+        raise LandscapeError(f"--lanczos-steps {lanczos_steps} exceeds the {size:,} parameters of H (Lanczos "
+                             f"ends after that many); use --lanczos-steps ≤ {size}")
     name = checkpoint_dataset(checkpoint, meta, dataset)
     inputs, targets = load_dataset(name, split=split, n=n_samples, seed=seed,
                                    data_dir=data_dir or meta.get("data_dir"))

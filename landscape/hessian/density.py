@@ -15,9 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from landscape._budget import require_memory
 from landscape.errors import LandscapeError
 from landscape.hessian.lanczos import _orthogonalise
-from landscape.hessian.operator import CountingMatvec, SymmetricOperator
+from landscape.hessian.operator import CountingMatvec, SymmetricOperator, require_workspace
 
 
 @dataclass(frozen=True)
@@ -72,8 +73,13 @@ def density(op: SymmetricOperator, *, n_steps: int = 100, n_vectors: int = 1, se
     if n_steps < 1 or n_vectors < 1:
         raise LandscapeError(f"n_steps={n_steps} and n_vectors={n_vectors} must both be at least 1")
     n_steps = min(n_steps, int(op.size))
+    require_workspace(8.0 * n_steps * op.size, op.device,
+                      what=f"a Lanczos basis of {n_steps:,} vectors of {op.size:,} values",
+                      fix="use fewer Lanczos steps")
+    require_memory(2 * 8.0 * n_vectors * n_steps, what=f"the quadrature of {n_vectors:,} vectors × {n_steps:,} steps",
+                   fix="use fewer start vectors")
     t0 = time.perf_counter()
-    apply = CountingMatvec(op, callback)
+    apply = CountingMatvec(op, callback, expected=n_steps * n_vectors, what="the spectral density")
 
     gen = torch.Generator().manual_seed(int(seed))
     nodes, weights = np.zeros((n_vectors, n_steps)), np.zeros((n_vectors, n_steps))

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from landscape.errors import LandscapeError
-from landscape.hessian.operator import SymmetricOperator
+from landscape.hessian.operator import CountingMatvec, SymmetricOperator, require_workspace
 
 Which = Literal["LA", "SA", "LM"]
 _EPS = float(np.finfo(np.float64).eps)
@@ -84,8 +84,14 @@ def lanczos(op: SymmetricOperator, *, k: int = 1, which: Which = "LA", tol: floa
     if m < min(n, k + 2) and m < n:
         raise LandscapeError(f"ncv={ncv} must be at least k + 2 = {k + 2}")
     max_matvec = max_matvec if max_matvec is not None else max(20 * m, 300)
-    t0 = time.perf_counter()
+    if max_matvec < 1:
+        raise LandscapeError(f"max_matvec={max_matvec} must be at least 1")
     device = op.device
+    # The basis, and at a thick restart the kept Ritz vectors beside it, are float64 vectors of the operator's size.
+    require_workspace(8.0 * n * (2 * m + 1), device, what=f"a Lanczos basis of {m + 1} vectors of {n:,} values",
+                      fix="ask for fewer eigenvalues (k) or a smaller ncv")
+    apply = CountingMatvec(op, callback)
+    t0 = time.perf_counter()
     basis = torch.zeros(m + 1, n, dtype=torch.float64, device=device)
     basis[0] = random_unit(n, seed=seed, device=device) if v0 is None else (v0 / v0.norm()).to(device, torch.float64)
     proj = np.zeros((m + 1, m), dtype=np.float64)  # A V_m = V_{m+1} proj  (upper Hessenberg, ~ symmetric)
@@ -93,10 +99,8 @@ def lanczos(op: SymmetricOperator, *, k: int = 1, which: Which = "LA", tol: floa
     theta = s = beta = None
     while True:
         for j in range(start, m):
-            w = op.matvec(basis[j]).to(torch.float64)
-            n_matvec += 1
-            if callback is not None:
-                callback(n_matvec)
+            w = apply(basis[j])
+            n_matvec = apply.count
             h = _orthogonalise(w, basis[: j + 1])
             beta = float(w.norm())
             proj[: j + 1, j] = h.cpu().numpy()

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
+from landscape._budget import require_memory, warn_if_long
 from landscape.errors import LandscapeError
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -30,18 +32,42 @@ class SymmetricOperator(Protocol):
     def matvec(self, v: torch.Tensor) -> torch.Tensor: ...
 
 
-class CountingMatvec:
-    """``op.matvec`` returning float64, counting its calls and reporting the count to ``callback`` after each."""
+NONFINITE = ("the Hessian-vector product returned NaN/inf: the weights or the loss are not finite at this point; "
+             "check the checkpoint (evaluate it) and the data")
 
-    def __init__(self, op: SymmetricOperator, callback: Callable[[int], None] | None = None) -> None:
+
+class CountingMatvec:
+    """``op.matvec`` returning float64, counting its calls and reporting the count to ``callback`` after each.
+
+    A product holding NaN/inf is refused with a one-line :class:`LandscapeError`: every algorithm would otherwise
+    turn it into NaN results or die in LAPACK. With ``expected`` (the matvecs the run will make), the first call
+    is timed and a warning says when the whole run will take more than a day.
+    """
+
+    def __init__(self, op: SymmetricOperator, callback: Callable[[int], None] | None = None, *,
+                 expected: int | None = None, what: str = "the Hessian computation") -> None:
         self.op, self.callback, self.count = op, callback, 0
+        self.expected, self.what = expected, what
 
     def __call__(self, v: torch.Tensor) -> torch.Tensor:
+        t0 = time.perf_counter()
         out = self.op.matvec(v).to(torch.float64)
+        if not bool(torch.isfinite(out).all()):
+            raise LandscapeError(NONFINITE)
         self.count += 1
+        if self.count == 1 and self.expected:
+            warn_if_long((time.perf_counter() - t0) * self.expected, what=f"{self.what} ({self.expected:,} HVPs)")
         if self.callback is not None:
             self.callback(self.count)
         return out
+
+
+def require_workspace(nbytes: float, device: torch.device, *, what: str, fix: str) -> None:
+    """Refuse, before any HVP, a basis or sketch of ``nbytes`` that ``device`` cannot hold (one line, estimate)."""
+    available = None
+    if device.type == "cuda":
+        available = int(torch.cuda.mem_get_info(device)[0])
+    require_memory(nbytes, what=what, fix=fix, available=available)
 
 
 class DenseOperator:

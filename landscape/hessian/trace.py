@@ -6,7 +6,7 @@ Both use Rademacher probes drawn on a private CPU generator; samples are accumul
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from landscape.errors import LandscapeError
-from landscape.hessian.operator import CountingMatvec, SymmetricOperator
+from landscape.hessian.operator import CountingMatvec, SymmetricOperator, require_workspace
 
 TraceMethod = Literal["hutch++", "hutchinson", "exact"]
 
@@ -33,10 +33,15 @@ class TraceResult:
     sketch_trace: float = 0.0  # Hutch++: the exact trace on the sketched subspace
 
 
-def rademacher(size: int, count: int, *, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    """``count`` Rademacher vectors of length ``size`` as rows (float64)."""
-    bits = torch.randint(0, 2, (count, size), generator=generator, dtype=torch.int8)
-    return (bits.to(torch.float64) * 2 - 1).to(device)
+def rademacher(size: int, count: int, *, generator: torch.Generator, device: torch.device) -> Iterator[torch.Tensor]:
+    """``count`` Rademacher vectors of length ``size`` (float64), drawn in chunks of rows.
+
+    The generator yields the same rows as one ``(count, size)`` draw would, without holding them all at once.
+    """
+    rows = max(1, (1 << 24) // max(size, 1))  # ~16 MiB of int8 per chunk
+    for start in range(0, count, rows):
+        bits = torch.randint(0, 2, (min(rows, count - start), size), generator=generator, dtype=torch.int8)
+        yield from (bits.to(torch.float64) * 2 - 1).to(device)
 
 
 def _stats(samples: np.ndarray) -> tuple[float, float]:
@@ -56,7 +61,10 @@ def trace(op: SymmetricOperator, *, n_probes: int = 100, method: TraceMethod = "
     """
     t0 = time.perf_counter()
     n = int(op.size)
-    apply = CountingMatvec(op, callback)
+    if method not in ("hutch++", "hutchinson", "exact"):
+        raise LandscapeError(f"trace method {method!r} is not one of hutch++, hutchinson, exact")
+    expected = n if method == "exact" else n_probes
+    apply = CountingMatvec(op, callback, expected=expected, what=f"the {method} trace")
 
     if method == "exact":
         eye = torch.zeros(n, dtype=torch.float64, device=op.device)
@@ -66,8 +74,6 @@ def trace(op: SymmetricOperator, *, n_probes: int = 100, method: TraceMethod = "
             eye[i] = 1.0
             total += float(apply(eye)[i])
         return TraceResult(total, 0.0, apply.count, method, time.perf_counter() - t0, seed, np.zeros(0))
-    if method not in ("hutch++", "hutchinson"):
-        raise LandscapeError(f"trace method {method!r} is not one of hutch++, hutchinson, exact")
     # Hutch++ needs ≥ 2 residual probes after its 2·⌊m/3⌋-matvec sketch for a finite stderr: m ≥ 4.
     minimum = 4 if method == "hutch++" else 2
     if n_probes < minimum:
@@ -80,6 +86,9 @@ def trace(op: SymmetricOperator, *, n_probes: int = 100, method: TraceMethod = "
 
     n_sketch = min(n_probes // 3, n)
     n_rest = n_probes - 2 * n_sketch
+    # The sketch A·S, its QR factor and LAPACK's workspace: about three float64 (size, n_sketch) matrices.
+    require_workspace(3 * 8.0 * n * n_sketch, op.device, what=f"the Hutch++ sketch of {n_sketch:,} vectors of "
+                      f"{n:,} values", fix="use fewer probes or method='hutchinson'")
     sketch = torch.stack([apply(s) for s in rademacher(n, n_sketch, generator=gen, device=op.device)], dim=1)
     q, _ = torch.linalg.qr(sketch)  # (n, n_sketch) orthonormal basis of A·S
     sketch_trace = float(sum(float(q[:, i] @ apply(q[:, i].contiguous())) for i in range(q.shape[1])))
