@@ -37,12 +37,15 @@ def attention(checkpoint: str, samples: int, importance: str, dataset: str | Non
 
     from landscape import load_checkpoint, load_dataset
     from landscape._device import resolve_device
+    from landscape._fs import output_lock
     from landscape.attention import attention_importance, to_store
     from landscape.cli._options import parse_key_values
     from landscape.errors import LandscapeError
     from landscape.store.attention import write_attention
 
     out = out or f"{os.path.splitext(checkpoint)[0]}.attention-{importance}.h5"
+    # One writer per output: the lock is held from the existence check until the file is written.
+    click.get_current_context().with_resource(output_lock(out))
     if os.path.exists(out) and not force:
         raise LandscapeError(f"{out} exists; pass --force to overwrite it or choose another --out")
     model, meta = load_checkpoint(checkpoint, model=model_name,

@@ -54,6 +54,7 @@ def inputspace(checkpoint: str, mode: str, directions: str, n_directions: int, r
 
     from landscape import load_checkpoint, load_dataset
     from landscape._device import resolve_device
+    from landscape._fs import output_lock
     from landscape.cli._options import parse_key_values
     from landscape.errors import LandscapeError
     from landscape.grid import parse_axis
@@ -67,8 +68,6 @@ def inputspace(checkpoint: str, mode: str, directions: str, n_directions: int, r
     from landscape.store.inputspace import write_inputspace
 
     out = out or f"{os.path.splitext(checkpoint)[0]}.inputspace-{mode}.h5"
-    if os.path.exists(out) and not force:
-        raise LandscapeError(f"{out} exists; pass --force to overwrite it or choose another --out")
     # An option of another mode would be accepted and silently ignored: refuse it when it was given.
     ctx = click.get_current_context()
     only = {"directions": "around", "n_directions": "around", "radius": "around", "steps": "between",
@@ -82,6 +81,10 @@ def inputspace(checkpoint: str, mode: str, directions: str, n_directions: int, r
         raise LandscapeError("--directions gradient has one direction per sample; drop --n-directions")
     radii = parse_axis(radius, name="--radius").coords if mode == "around" else None
     sigmas = parse_axis(sigma, name="--sigma").coords if mode == "noise" else None
+    # One writer per output: the lock is held from the existence check until the file is written.
+    click.get_current_context().with_resource(output_lock(out))
+    if os.path.exists(out) and not force:
+        raise LandscapeError(f"{out} exists; pass --force to overwrite it or choose another --out")
     model, meta = load_checkpoint(checkpoint, model=model_name,
                                   model_options=parse_key_values(model_options) or None)
     model.to(resolve_device(device))

@@ -33,14 +33,17 @@ def predictiveness(checkpoint: str, n_batches: int, eta: str, bn_mode: str, data
 
     from landscape import load_checkpoint, load_dataset
     from landscape._device import resolve_device
+    from landscape._fs import output_lock
     from landscape.cli._options import parse_key_values
     from landscape.errors import LandscapeError
     from landscape.predictiveness import parse_etas, probe_checkpoint, sample_batches, save_result
 
     out = out or f"{os.path.splitext(checkpoint)[0]}.predictiveness.h5"
+    etas = parse_etas(eta, name="--eta")
+    # One writer per output: the lock is held from the existence check until the file is written.
+    click.get_current_context().with_resource(output_lock(out))
     if os.path.exists(out) and not force:
         raise LandscapeError(f"{out} exists; pass --force to overwrite it or choose another --out")
-    etas = parse_etas(eta, name="--eta")
     model, meta = load_checkpoint(checkpoint, model=model_name, model_options=parse_key_values(model_options) or None)
     dev = resolve_device(device)
     model.to(dev)
