@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from landscape._budget import require_memory
 from landscape.errors import LandscapeError
 
 DATASETS = ("digits", "cifar10", "cifar100", "synthetic")
@@ -50,6 +51,12 @@ def dataset_info(name: str) -> DatasetInfo:
     m = _SYNTHETIC.match(name)
     if m:
         c, h, w = (int(g) for g in m.groups()) if m.group(1) else (1, 8, 8)
+        if min(c, h, w) < 1:
+            raise LandscapeError(f"dataset '{name}' has an empty dimension; C, H and W of synthetic-CxHxW must each "
+                                 "be at least 1, e.g. synthetic-3x8x8")
+        if c * h * w < 2:  # the class prototypes are normalised by their spread, which one value lacks
+            raise LandscapeError(f"dataset '{name}' has images of a single value; C·H·W must be at least 2, "
+                                 "e.g. synthetic-1x2x2")
         return DatasetInfo(name, 10, c, (h, w))
     raise LandscapeError(f"unknown dataset '{name}'; use one of digits, cifar10, cifar100, synthetic[-CxHxW]")
 
@@ -150,6 +157,9 @@ def _synthetic(info: DatasetInfo, split: str) -> tuple[torch.Tensor, torch.Tenso
     """Class prototypes (smooth random images) plus noise: learnable but not trivially separable."""
     n = 10000 if split == "train" else 2000
     c, (h, w) = info.in_channels, info.image_size
+    # Noise, gathered prototypes and their sum are each n float32 images while the set is built.
+    require_memory(3 * 4.0 * n * c * h * w, what=f"the {split} split of {info.name} ({n:,} images of {c}×{h}×{w})",
+                   fix="use smaller images (synthetic-CxHxW)")
     proto_gen = torch.Generator().manual_seed(1234)
     protos = torch.nn.functional.avg_pool2d(
         torch.randn(info.num_classes, c, h + 2, w + 2, generator=proto_gen), 3, stride=1

@@ -6,6 +6,7 @@ import click
 
 from landscape.cli._group import main
 from landscape.cli._options import (
+    SEED,
     checkpoint_dataset,
     data_options,
     device_option,
@@ -19,7 +20,7 @@ from landscape.cli._options import (
 @data_options
 @model_option
 @device_option
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --n-samples subset.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the --n-samples subset (0 to 2^63-1).")
 def evaluate(checkpoint: str, dataset: str | None, data_dir: str | None, split: str, n_samples: int | None,
              batch_size: int, model_name: str | None, model_options: tuple[str, ...], device: str, seed: int) -> None:
     """Mean loss and accuracy of CHECKPOINT on a dataset split (eval mode)."""
