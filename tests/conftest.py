@@ -98,3 +98,20 @@ def check_bad_figure_outputs(tmp_path: Path):
         assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith((".x", "x", ".noext"))) == []
 
     return check
+
+
+# tests/slow holds the long reliability trials (many seeded kills, the 0–300 ms concurrency sweep, write-limit
+# sweeps, the bad-input table through fresh interpreters): skipped unless asked for.
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", default=False,
+                     help="also run tests/slow (long reliability trials); LANDSCAPE_SLOW=1 does the same")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow") or os.environ.get("LANDSCAPE_SLOW") == "1":
+        return
+    slow_dir = Path(__file__).resolve().parent / "slow"
+    skip = pytest.mark.skip(reason="long reliability trial: run with --run-slow or LANDSCAPE_SLOW=1")
+    for item in items:
+        if slow_dir in Path(str(item.path)).resolve().parents:
+            item.add_marker(skip)

@@ -1,0 +1,1 @@
+"""Long reliability trials, run on demand (--run-slow or LANDSCAPE_SLOW=1)."""
