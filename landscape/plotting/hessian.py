@@ -36,19 +36,35 @@ def _draw_density(ax: plt.Axes, result: dict, label: str | None, options: PlotOp
         ax.set_xlim(options.vmin, options.vmax)
 
 
+def _draw_spectrum(ax: plt.Axes, r: dict, path: str | os.PathLike[str], options: PlotOptions) -> None:
+    _draw_density(ax, r, None, options, None)
+    title = options.title or f"Hessian spectrum: {_label(r, path)}"
+    if "trace" in r:
+        title += f" (trace {r['trace']:.4g} ± {r['trace_stderr']:.2g})"
+    ax.set_title(title, fontsize=9)
+    if "eigenvalues" in r or "density" in r:
+        ax.legend(fontsize=8)
+
+
+def draw(path: str | os.PathLike[str], *, ax: plt.Axes | None = None, options: PlotOptions | None = None
+         ) -> plt.Axes:
+    """Draw the spectral density (log scale) with the top eigenvalues marked onto ``ax`` (a new figure when
+    None); returns the axes."""
+    options = options or PlotOptions()
+    r = read_hessian(path)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
+    _draw_spectrum(ax, r, path, options)
+    return ax
+
+
 def plot(path: str | os.PathLike[str], *, out: str | os.PathLike[str], options: PlotOptions | None = None) -> None:
     """Spectral density (log scale) with the top eigenvalues marked; bars per layer when stored."""
     options = options or PlotOptions()
     r = read_hessian(path)
     panels = 2 if "per_layer" in r else 1
     fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4), squeeze=False)
-    _draw_density(axes[0, 0], r, None, options, None)
-    title = options.title or f"Hessian spectrum: {_label(r, path)}"
-    if "trace" in r:
-        title += f" (trace {r['trace']:.4g} ± {r['trace_stderr']:.2g})"
-    axes[0, 0].set_title(title, fontsize=9)
-    if "eigenvalues" in r or "density" in r:
-        axes[0, 0].legend(fontsize=8)
+    _draw_spectrum(axes[0, 0], r, path, options)
     if "per_layer" in r:
         names = list(r["per_layer"])
         top = [float(np.atleast_1d(r["per_layer"][n]["eigenvalues"])[0]) for n in names]

@@ -6,6 +6,7 @@ drawn on 2D figures.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 
@@ -68,6 +69,29 @@ def _label(data: SurfaceData, options: PlotOptions) -> str:
     return f"{split} {'loss' if options.metric == 'loss' else 'accuracy'}"
 
 
+def _axis_label(data: SurfaceData, axis: int) -> str:
+    """``α (random direction x)``, ``β (PC2, 12% of variance)``…: the coefficient and the direction it scales."""
+    kind = data.attrs.get("direction")
+    xy = "xy"[axis]
+    if kind == "pca":
+        what = f"PC{axis + 1}"
+        ratio = data.attrs.get("pca_explained_variance_ratio")
+        try:
+            ratio = json.loads(ratio) if isinstance(ratio, str) else ratio
+            what += f", {100 * float(np.asarray(ratio, dtype=float).reshape(-1)[axis]):.0f}% of variance"
+        except (TypeError, ValueError, IndexError):  # not recorded: the component alone names the direction
+            pass
+    elif kind == "eigen":
+        what = f"Hessian eigenvector {axis + 1}"
+    elif kind == "target" and axis == 0:
+        what = "towards the target, θ_target − θ"
+    elif kind in ("random", "target"):
+        what = f"random direction {xy}"
+    else:
+        what = f"{xy} direction"
+    return f"{'αβ'[axis]} ({what})"
+
+
 def _draw2d(fig: plt.Figure, ax: plt.Axes, data: SurfaceData, v: np.ma.MaskedArray, kind: str,
             norm: colors.Normalize, options: PlotOptions):
     assert data.y is not None
@@ -103,8 +127,8 @@ def _draw2d(fig: plt.Figure, ax: plt.Axes, data: SurfaceData, v: np.ma.MaskedArr
                 **floor)
         ax.plot(path[:1, 0], path[:1, 1], "s", color="crimson", markersize=5, **floor)
         ax.legend(loc="upper right", fontsize=7)
-    ax.set_xlabel("α (x direction)")
-    ax.set_ylabel("β (y direction)")
+    ax.set_xlabel(_axis_label(data, 0))
+    ax.set_ylabel(_axis_label(data, 1))
     if kind != "surface3d" and data.x[0] < data.x[-1] and data.y[0] < data.y[-1]:
         ax.set_xlim(data.x[0], data.x[-1])
         ax.set_ylim(data.y[0], data.y[-1])
@@ -143,7 +167,7 @@ def _line(ax: plt.Axes, data: SurfaceData, options: PlotOptions, *, label: str |
     if options.log:
         ax.set_yscale("log")
     ax.set_ylim(options.vmin, options.vmax)
-    ax.set_xlabel("α")
+    ax.set_xlabel(_axis_label(data, 0))
     ax.set_ylabel(_label(data, options))
     acc = np.where(data.done & np.isfinite(data.acc), data.acc, np.nan)
     if with_acc and options.metric == "loss" and np.isfinite(acc).any():
@@ -153,30 +177,32 @@ def _line(ax: plt.Axes, data: SurfaceData, options: PlotOptions, *, label: str |
         ax2.set_ylim(0, 1.02)
 
 
-def plot(path: str | os.PathLike[str], *, out: str | os.PathLike[str], options: PlotOptions = _DEFAULT) -> None:
-    """Draw one surface file into ``out`` (.png, .pdf or .svg)."""
-    figure_format(out)  # before any drawing
+def draw(path: str | os.PathLike[str], *, ax: plt.Axes | None = None, options: PlotOptions = _DEFAULT) -> plt.Axes:
+    """Draw one surface file onto ``ax`` (a new figure when None) and return the axes; 2D kinds add a colour bar
+    to ``ax.figure``, and ``surface3d`` needs an ``Axes3D`` (``projection="3d"``)."""
     data = read(path)
     kind = _kind(data, options.kind)
-    fig = plt.figure(figsize=(6.4, 4.8))
+    if ax is None:
+        fig = plt.figure(figsize=(6.4, 4.8))
+        (ax,) = _new_axes(fig, 1, "line" if kind == "line" else kind)
+    elif (kind == "surface3d") != (getattr(ax, "name", "") == "3d"):
+        raise LandscapeError(f"kind '{kind}' needs {'a 3D' if kind == 'surface3d' else 'a 2D'} axes; pass "
+                             "ax=None for a new figure")
     if kind == "line":
-        ax = fig.add_subplot(1, 1, 1)
         _line(ax, data, options, label=None)
     else:
-        (ax,) = _new_axes(fig, 1, kind)
         v = _values(data, options)
-        mappable = _draw2d(fig, ax, data, v, kind, _norm([v], options), options)
+        mappable = _draw2d(ax.figure, ax, data, v, kind, _norm([v], options), options)
         if mappable is not None:
-            fig.colorbar(plt.cm.ScalarMappable(norm=mappable.norm, cmap="viridis"), ax=ax,
-                         label=_label(data, options), shrink=0.8)
+            ax.figure.colorbar(plt.cm.ScalarMappable(norm=mappable.norm, cmap="viridis"), ax=ax,
+                               label=_label(data, options), shrink=0.8)
     ax.set_title(options.title or _title(data), fontsize=10)
-    save_figure(fig, out, dpi=options.dpi, bbox_inches="tight")
+    return ax
 
 
-def compare(paths: Sequence[str | os.PathLike[str]], *, labels: Sequence[str] | None = None,
-            out: str | os.PathLike[str], options: PlotOptions = _DEFAULT) -> None:
-    """Overlay 1D curves, or draw 2D surfaces side by side on one shared colour scale."""
-    figure_format(out)  # before any drawing
+def draw_compare(paths: Sequence[str | os.PathLike[str]], *, labels: Sequence[str] | None = None,
+                 options: PlotOptions = _DEFAULT) -> plt.Figure:
+    """A new figure: 1D curves overlaid, or 2D surfaces side by side on one shared colour scale."""
     datas = [read(p) for p in paths]
     if len({d.ndim for d in datas}) > 1:
         raise LandscapeError("compare needs surfaces of one dimension; got both 1D and 2D files")
@@ -189,19 +215,33 @@ def compare(paths: Sequence[str | os.PathLike[str]], *, labels: Sequence[str] | 
             _line(ax, d, options, label=name, with_acc=False)
         ax.legend(fontsize=8)
         ax.set_title(options.title or "loss along one direction", fontsize=10)
-    else:
-        values = [_values(d, options) for d in datas]
-        norm = _norm(values, options)
-        fig = plt.figure(figsize=(4.6 * len(datas) + 1.2, 4.4), layout="constrained")
-        axes = _new_axes(fig, len(datas), kind)
-        mappable = None
-        for ax, d, v, name in zip(axes, datas, values, names):
-            m = _draw2d(fig, ax, d, v, kind, norm, options)
-            mappable = mappable or m
-            ax.set_title(name, fontsize=10)
-        if mappable is not None:
-            fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=axes, label=_label(datas[0], options),
-                         shrink=0.8)
-        if options.title:
-            fig.suptitle(options.title)
-    save_figure(fig, out, dpi=options.dpi, bbox_inches="tight")
+        return fig
+    values = [_values(d, options) for d in datas]
+    norm = _norm(values, options)
+    fig = plt.figure(figsize=(4.6 * len(datas) + 1.2, 4.4), layout="constrained")
+    axes = _new_axes(fig, len(datas), kind)
+    mappable = None
+    for ax, d, v, name in zip(axes, datas, values, names):
+        m = _draw2d(fig, ax, d, v, kind, norm, options)
+        mappable = mappable or m
+        ax.set_title(name, fontsize=10)
+    if mappable is not None:
+        fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=axes, label=_label(datas[0], options),
+                     shrink=0.8)
+    if options.title:
+        fig.suptitle(options.title)
+    return fig
+
+
+def plot(path: str | os.PathLike[str], *, out: str | os.PathLike[str], options: PlotOptions = _DEFAULT) -> None:
+    """Draw one surface file into ``out`` (.png, .pdf or .svg)."""
+    figure_format(out)  # before any drawing
+    ax = draw(path, options=options)
+    save_figure(ax.figure, out, dpi=options.dpi, bbox_inches="tight")
+
+
+def compare(paths: Sequence[str | os.PathLike[str]], *, labels: Sequence[str] | None = None,
+            out: str | os.PathLike[str], options: PlotOptions = _DEFAULT) -> None:
+    """Overlay 1D curves, or draw 2D surfaces side by side on one shared colour scale."""
+    figure_format(out)  # before any drawing
+    save_figure(draw_compare(paths, labels=labels, options=options), out, dpi=options.dpi, bbox_inches="tight")
