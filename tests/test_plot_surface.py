@@ -29,11 +29,27 @@ def _write(path, *, ny=None, nan_points=(), trajectory=False, done_all=True, sca
 
 @pytest.mark.parametrize("kind", ["contour", "contourf", "heatmap", "surface3d", "auto"])
 @pytest.mark.parametrize("log", [False, True])
-def test_every_2d_kind_writes_a_file_with_nan_points(tmp_path, kind, log):
+def test_every_2d_kind_draws_the_finite_points_only(tmp_path, kind, log):
+    from matplotlib.colors import LogNorm
+
     f = _write(tmp_path / "s.h5", ny=5, nan_points=[(3, 2), (1, 4)], trajectory=True)
     out = tmp_path / f"{kind}.png"
     splot.plot(f, out=out, options=PlotOptions(kind=kind, log=log))
-    assert out.stat().st_size > 1000
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ax = splot.draw(f, options=PlotOptions(kind=kind, log=log))
+    data = store.read(f)
+    finite = data.done & np.isfinite(data.loss)  # (0, 0) is inf, two points NaN
+    assert finite.sum() == 7 * 5 - 3
+    (mappable,) = [c for c in ax.collections if c.get_label() != "trajectory" and hasattr(c, "norm")
+                   and c.get_array() is not None] or [None]
+    norm = mappable.norm
+    assert isinstance(norm, LogNorm) == log
+    # The colour scale spans exactly the finite stored values: diverged and unfinished points never count.
+    assert (norm.vmin, norm.vmax) == (pytest.approx(data.loss[finite].min()), pytest.approx(data.loss[finite].max()))
+    if kind == "heatmap":
+        drawn = np.ma.asarray(mappable.get_array()).reshape(5, 7)
+        np.testing.assert_array_equal(drawn.mask, ~finite.T)
+        np.testing.assert_array_equal(drawn.compressed(), data.loss.T[finite.T])
 
 
 @pytest.mark.parametrize("metric", ["loss", "acc"])
@@ -42,6 +58,15 @@ def test_1d_line_and_partial_files(tmp_path, metric):
     out = tmp_path / "line.svg"
     splot.plot(f, out=out, options=PlotOptions(metric=metric, vmin=0, vmax=3))
     assert out.read_text().startswith("<?xml")
+    ax = splot.draw(f, options=PlotOptions(metric=metric, vmin=0, vmax=3))
+    data = store.read(f)
+    line = ax.get_lines()[0]
+    stored = data.loss if metric == "loss" else data.acc
+    shown = data.done & np.isfinite(stored)
+    np.testing.assert_array_equal(line.get_xdata(), data.x)
+    np.testing.assert_array_equal(np.isnan(line.get_ydata()), ~shown)  # unfinished and diverged: gaps
+    np.testing.assert_array_equal(line.get_ydata()[shown], stored[shown])
+    assert ax.get_ylim() == (0, 3)
     with pytest.raises(LandscapeError, match="1D surface"):
         splot.plot(f, out=tmp_path / "c.png", options=PlotOptions(kind="contour"))
 
@@ -51,6 +76,8 @@ def test_all_nan_surface_still_plots(tmp_path):
     for kind in ("contour", "heatmap", "surface3d"):
         splot.plot(f, out=tmp_path / f"{kind}.png", options=PlotOptions(kind=kind))
         assert (tmp_path / f"{kind}.png").exists()
+        ax = splot.draw(f, options=PlotOptions(kind=kind))
+        assert [t.get_text() for t in ax.texts] == ["no finished points"] and not ax.collections
 
 
 def test_compare_shares_one_colour_scale(tmp_path):
@@ -59,11 +86,20 @@ def test_compare_shares_one_colour_scale(tmp_path):
     out = tmp_path / "cmp.pdf"
     splot.compare([a, b], labels=["ResNet", "FMMNet"], out=out, options=PlotOptions())
     assert out.read_bytes()[:4] == b"%PDF"
-    va, vb = (splot._values(store.read(p), PlotOptions()) for p in (a, b))
-    norm = splot._norm([va, vb], PlotOptions())
-    assert norm.vmin == pytest.approx(0.1 + 0.125**2) and norm.vmax == pytest.approx(3 * (0.1 + 1 + 1))
+    fig = splot.draw_compare([a, b], labels=["ResNet", "FMMNet"], options=PlotOptions())
+    panels = [ax for ax in fig.axes if ax.get_title() in ("ResNet", "FMMNet")]
+    sets = [c for ax in panels for c in ax.collections if hasattr(c, "levels")]
+    assert len(sets) == 2
+    lo, hi = 0.1 + 0.125**2, 3 * (0.1 + 1 + 1)
+    for cs in sets:
+        assert (cs.norm.vmin, cs.norm.vmax) == (pytest.approx(lo), pytest.approx(hi))
+        np.testing.assert_allclose(cs.levels, np.linspace(lo, hi, 20))
     l1, l2 = _write(tmp_path / "l1.h5"), _write(tmp_path / "l2.h5", scale=2)
-    splot.compare([l1, l2], out=tmp_path / "lines.png", options=PlotOptions(log=True))
+    fig = splot.draw_compare([l1, l2], options=PlotOptions(log=True))
+    (ax,) = fig.axes
+    curves = [ln.get_ydata() for ln in ax.get_lines()]
+    np.testing.assert_allclose(curves[1], 2 * curves[0])
+    assert ax.get_yscale() == "log" and ax.get_legend() is not None
     with pytest.raises(LandscapeError, match="one dimension"):
         splot.compare([a, l1], out=tmp_path / "x.png", options=PlotOptions())
 
