@@ -145,8 +145,12 @@ def output_lock(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.close(fd)
     try:
         info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(), "argv": sys.argv[:4]}
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps(info).encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps(info).encode())
+        except OSError as exc:  # a disk that cannot take 100 bytes cannot take the result either: stop now
+            raise LandscapeError(f"cannot write the lock file {lock}: {exc.strerror or exc}; free space or choose "
+                                 "another output") from None
         sweep_temp_files(path)
         with _HELD_GUARD:
             _HELD[key] = 1
