@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 from torch import nn
 
+from landscape._budget import warn_if_long
 from landscape.errors import LandscapeError
 
 
@@ -42,3 +45,26 @@ def on_model_device(model: nn.Module, inputs: torch.Tensor, targets: torch.Tenso
     p = next(iter(model.parameters()), None)
     device, dtype = (p.device, p.dtype) if p is not None else (torch.device("cpu"), torch.float32)
     return inputs.to(device=device, dtype=dtype), targets.to(device=device, dtype=torch.long)
+
+
+class Pace:
+    """Times the first forward passes of an analysis and warns once if the whole will take more than a day."""
+
+    def __init__(self, total: int, *, what: str) -> None:
+        self.total, self.what = total, what
+        self.t0: float | None = None
+        self.points = 0
+        self.checked = False
+
+    def add(self, points: int) -> None:
+        """Report ``points`` more evaluated; the speed is measured from the first report (setup excluded)."""
+        if self.checked:
+            return
+        now = time.perf_counter()
+        if self.t0 is None:
+            self.t0 = now
+            return
+        self.points += points
+        if now - self.t0 > 0.5:  # long enough for a stable speed
+            self.checked = True
+            warn_if_long((now - self.t0) / self.points * self.total, what=f"{self.what} ({self.total:,} points)")

@@ -23,7 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from landscape._budget import require_memory
 from landscape._eval import EvalMode as _EvalMode
+from landscape._eval import Pace
 from landscape._eval import on_model_device as _setup
 from landscape._eval import readonly as _ro
 from landscape.errors import LandscapeError
@@ -118,12 +120,14 @@ class NoiseResult:
 
 
 def _evaluate(model: nn.Module, points: torch.Tensor, labels: torch.Tensor, batch_size: int,
-              *, labels2: torch.Tensor | None = None) -> tuple[np.ndarray, ...]:
+              *, labels2: torch.Tensor | None = None, pace: Pace | None = None) -> tuple[np.ndarray, ...]:
     """Per-point loss and label probability (float64) and predicted class, in batches of ``batch_size``."""
     losses, probs, preds, losses2, probs2 = [], [], [], [], []
     with torch.no_grad():
         for start in range(0, points.shape[0], batch_size):
             logits = model(points[start:start + batch_size]).double()
+            if pace is not None:
+                pace.add(logits.shape[0])
             logp = torch.log_softmax(logits, dim=1)
             for y, ls, ps in ((labels, losses, probs), (labels2, losses2, probs2)):
                 if y is None:
@@ -211,6 +215,13 @@ def paths_around(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, 
         raise LandscapeError(f"n_directions={n_directions}: use ≥ 1 for random directions and 1 for the gradient")
     x, y = _setup(model, inputs, targets, batch_size)
     s, k, n = x.shape[0], n_directions, radius.size
+    dim, item = x[0].numel(), x.element_size()
+    # Curves (loss, prob, pred and the statistics' differences: ~8 float64 per point), the directions (drawn, then
+    # scaled) and one chunk of path points with its broadcast intermediates (at least one sample's k·n points).
+    require_memory(8 * 8.0 * s * k * n + 2.0 * item * s * k * dim + 3.0 * item * max(batch_size, k * n) * dim,
+                   what=f"paths from {s:,} samples along {k:,} directions at {n:,} radii",
+                   fix="use fewer samples, directions or radii")
+    pace = Pace(s * k * n, what="the input-space paths")
     with _EvalMode(model):
         grad = torch.cat([_loss_grad(model, x[i:i + batch_size], y[i:i + batch_size])
                           for i in range(0, s, batch_size)])
@@ -231,7 +242,7 @@ def paths_around(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, 
             shape = (xs.shape[0], k, n, *x.shape[1:])
             pts = (xs[:, None, None] + r.view(1, 1, n, *([1] * (x.ndim - 1))) * ds[:, :, None]).reshape(-1, *x.shape[1:])
             labels = y[i:i + per_sample, None].expand(-1, k * n).reshape(-1)
-            lo, pr, pd = _evaluate(model, pts, labels, batch_size)
+            lo, pr, pd = _evaluate(model, pts, labels, batch_size, pace=pace)
             loss[i:i + per_sample] = lo.reshape(shape[:3])
             prob[i:i + per_sample] = pr.reshape(shape[:3])
             pred[i:i + per_sample] = pd.reshape(shape[:3])
@@ -293,8 +304,13 @@ def paths_between(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
     from 0 to 1.
     """
     t0 = time.perf_counter()
-    alpha = _check_grid("alphas", np.linspace(0.0, 1.0, 21) if alphas is None else alphas)
     x, y = _setup(model, inputs, targets, batch_size)
+    n_pairs = pairs if pair_index is None else int(np.asarray(pair_index).size // 2)
+    n_alpha = 21 if alphas is None else int(np.asarray(alphas).size)
+    # Curves and statistics (~12 float64 per point) and one chunk of points (at least one pair's segment).
+    require_memory(12 * 8.0 * n_pairs * n_alpha + 3.0 * x.element_size() * max(batch_size, n_alpha) * x[0].numel(),
+                   what=f"{n_pairs:,} segments of {n_alpha:,} points", fix="use fewer pairs or steps")
+    alpha = _check_grid("alphas", np.linspace(0.0, 1.0, 21) if alphas is None else alphas)
     if pair_index is None:
         pair_index, _ = draw_pairs(y, pairs=pairs, same_class_fraction=same_class_fraction, seed=seed)
     pair_index = np.asarray(pair_index, dtype=np.int64).reshape(-1, 2)
@@ -305,6 +321,7 @@ def paths_between(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
     a = torch.as_tensor(alpha, dtype=x.dtype, device=x.device).view(1, n, *([1] * (x.ndim - 1)))
     ii, jj = (torch.as_tensor(pair_index[:, c], device=x.device) for c in (0, 1))
     per_pair = max(1, batch_size // n)
+    pace = Pace(p * n, what="the input-space segments")
     cols = [np.empty((p, n)) for _ in range(4)]
     pred = np.empty((p, n), dtype=np.int64)
     with _EvalMode(model):
@@ -314,7 +331,7 @@ def paths_between(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
             pts = ((1 - a) * xi[:, None] + a * xj[:, None]).reshape(-1, *x.shape[1:])
             yi = y[ii[s:s + per_pair], None].expand(-1, n).reshape(-1)
             yj = y[jj[s:s + per_pair], None].expand(-1, n).reshape(-1)
-            lo_i, pr_i, pd, lo_j, pr_j = _evaluate(model, pts, yi, batch_size, labels2=yj)
+            lo_i, pr_i, pd, lo_j, pr_j = _evaluate(model, pts, yi, batch_size, labels2=yj, pace=pace)
             m = xi.shape[0]
             for col, vals in zip(cols, (lo_i, lo_j, pr_i, pr_j)):
                 col[s:s + m] = vals.reshape(m, n)
@@ -355,6 +372,9 @@ def noise_robustness(model: nn.Module, inputs: torch.Tensor, targets: torch.Tens
         raise LandscapeError(f"draws={draws} must be at least 1")
     x, y = _setup(model, inputs, targets, batch_size)
     n = x.shape[0]
+    require_memory(4 * 8.0 * draws * sigma.size + 3.0 * x.element_size() * min(batch_size, n) * x[0].numel(),
+                   what=f"{draws:,} draws at {sigma.size:,} noise levels", fix="use fewer draws or noise levels")
+    pace = Pace(draws * sigma.size * n, what="the noise robustness")
     loss = np.zeros((draws, sigma.size))
     correct = np.zeros((draws, sigma.size))
     with _EvalMode(model):
@@ -365,7 +385,7 @@ def noise_robustness(model: nn.Module, inputs: torch.Tensor, targets: torch.Tens
                 xb, yb = x[start:start + batch_size], y[start:start + batch_size]
                 eps = torch.stack([torch.randn(xb.shape[1:], generator=gen) for _ in range(xb.shape[0])]).to(xb)
                 for si, s in enumerate(sigma):
-                    lo, _, pd = _evaluate(model, xb + float(s) * eps, yb, batch_size)
+                    lo, _, pd = _evaluate(model, xb + float(s) * eps, yb, batch_size, pace=pace)
                     loss[d, si] += lo.sum()
                     correct[d, si] += (pd == yb.cpu().numpy()).sum()
                 bar.update(xb.shape[0])

@@ -57,7 +57,7 @@ def inputspace(checkpoint: str, mode: str, directions: str, n_directions: int, r
     from landscape._fs import output_lock
     from landscape.cli._options import parse_key_values
     from landscape.errors import LandscapeError
-    from landscape.grid import parse_axis
+    from landscape.grid import MAX_NUM, parse_axis
     from landscape.inputspace import (
         noise_robustness,
         paths_around,
@@ -79,6 +79,8 @@ def inputspace(checkpoint: str, mode: str, directions: str, n_directions: int, r
             raise LandscapeError(f"{flag} applies to --mode {its_mode} only, not --mode {mode}")
     if directions == "gradient" and n_directions != 1:
         raise LandscapeError("--directions gradient has one direction per sample; drop --n-directions")
+    if steps > MAX_NUM:
+        raise LandscapeError(f"--steps {steps:,} is too many points for one segment; at most {MAX_NUM:,}")
     radii = parse_axis(radius, name="--radius").coords if mode == "around" else None
     sigmas = parse_axis(sigma, name="--sigma").coords if mode == "noise" else None
     # One writer per output: the lock is held from the existence check until the file is written.
@@ -101,6 +103,19 @@ def inputspace(checkpoint: str, mode: str, directions: str, n_directions: int, r
     else:
         result = noise_robustness(model, x, y, sigmas=sigmas, draws=draws, seed=seed, batch_size=batch_size,
                                   progress=False if quiet else None)
+    # Losses that overflow far from the data are a finding (kept, with a warning); none finite is a broken model.
+    loss = np.asarray(result.loss_mean if mode == "noise" else result.loss)
+    bad = ~np.isfinite(loss)
+    if bad.all():
+        raise LandscapeError("every loss came out NaN/inf: the model's outputs are not finite on these inputs; "
+                             "check the checkpoint with `landscape evaluate`")
+    if bad.any():
+        axis_name, axis = {"around": ("radius", radii), "between": ("α", np.linspace(0.0, 1.0, steps)),
+                           "noise": ("σ", sigmas)}[mode]
+        first = float(axis[int(np.argmax(bad.reshape(-1, bad.shape[-1]).any(axis=0)))])
+        click.echo(f"warning: {int(bad.sum())} of {bad.size} losses are not finite (NaN/inf), the first at "
+                   f"{axis_name}={first:g}: the model's outputs overflow there; they are stored as they are",
+                   err=True)
     attrs = {**result_attrs(result), "checkpoint": os.path.abspath(checkpoint), "checkpoint_sha256": meta.get("sha256"),
              "model": meta.get("model"), "model_options": meta.get("model_options"), "dataset": dataset,
              "data_dir": data_dir or meta.get("data_dir"), "split": split, "batch_size": batch_size,
