@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from landscape._budget import warn_if_long
 from landscape.errors import LandscapeError
 
 BNMode = Literal["train", "eval"]
@@ -56,15 +57,33 @@ def parse_etas(spec: str, *, name: str = "--eta") -> tuple[float, ...]:
     return check_etas(values, name=name)
 
 
+# Each η costs a forward and a backward pass per batch; a curve needs tens. Steps beyond 1e30 overflow the weights.
+MAX_ETAS = 10_000
+MAX_ETA = 1e30
+
+
 def check_etas(etas: Iterable[float], *, name: str = "etas") -> tuple[float, ...]:
-    """Validate a step-size grid: non-empty, finite, positive (β divides by η)."""
-    values = tuple(float(v) for v in etas)
+    """Validate a step-size grid: non-empty, finite, positive (β divides by η), at most ``MAX_ETAS`` of them."""
+    try:
+        values = tuple(float(v) for v in etas)
+    except (TypeError, ValueError, OverflowError):
+        raise LandscapeError(f"{name}: step sizes must be numbers, e.g. {DEFAULT_ETA_SPEC}") from None
     if not values:
         raise LandscapeError(f"{name}: the step-size grid is empty; give at least one η, e.g. {DEFAULT_ETA_SPEC}")
-    bad = [v for v in values if not (math.isfinite(v) and v > 0)]
+    if len(values) > MAX_ETAS:
+        raise LandscapeError(f"{name}: {len(values):,} step sizes is too many (each costs a forward and a backward "
+                             f"pass per batch); use at most {MAX_ETAS:,}, e.g. {DEFAULT_ETA_SPEC}")
+    bad = [v for v in values if not math.isfinite(v)]
+    if bad:
+        raise LandscapeError(f"{name}: step size η={bad[0]:g} is not a finite number (e.g. {DEFAULT_ETA_SPEC})")
+    bad = [v for v in values if not v > 0]
     if bad:
         raise LandscapeError(f"{name}: step size η={bad[0]:g} is not positive; every η must be > 0 "
                              f"(e.g. {DEFAULT_ETA_SPEC})")
+    big = [v for v in values if v > MAX_ETA]
+    if big:
+        raise LandscapeError(f"{name}: step size η={big[0]:g} is beyond {MAX_ETA:g} and overflows the weights; "
+                             "choose smaller steps")
     return values
 
 
@@ -253,8 +272,16 @@ def probe_checkpoint(
     bar = tqdm(batch_list, desc="predictiveness", unit="batch", leave=False,
                disable=None if progress is None else not progress)
     for i, (x, y) in enumerate(bar):
-        rows.append(probe_batch(model, x.to(device), y.to(device), etas=etas, bn_mode=bn_mode, loss_fn=loss_fn,
-                                seed=seed + i))
+        row = probe_batch(model, x.to(device), y.to(device), etas=etas, bn_mode=bn_mode, loss_fn=loss_fn,
+                          seed=seed + i)
+        if not (math.isfinite(row.train_loss) and math.isfinite(row.grad_norm)):
+            # Every η is measured from W: without a finite loss and gradient there, no row would mean anything.
+            raise LandscapeError(f"the loss ({row.train_loss:g}) or its gradient norm ({row.grad_norm:g}) at the "
+                                 f"checkpoint is not finite on batch {i}: the weights or the data are not finite")
+        if i == 0:
+            warn_if_long((time.perf_counter() - t0) * len(batch_list),
+                         what=f"probing {len(batch_list)} batches at {len(etas)} step sizes")
+        rows.append(row)
         sizes.append(len(y))
     return PredictivenessResult(
         eta=np.asarray(etas, dtype=np.float64),

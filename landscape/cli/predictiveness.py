@@ -31,6 +31,8 @@ def predictiveness(checkpoint: str, n_batches: int, eta: str, bn_mode: str, data
     """Loss variation, gradient change ‖∇L(W − ηg) − g‖ and β at CHECKPOINT over N minibatches."""
     import os
 
+    import numpy as np
+
     from landscape import load_checkpoint, load_dataset
     from landscape._device import resolve_device
     from landscape._fs import output_lock
@@ -52,6 +54,13 @@ def predictiveness(checkpoint: str, n_batches: int, eta: str, bn_mode: str, data
     batches = sample_batches(x, y, n_batches=n_batches, batch_size=batch_size, seed=seed)
     result = probe_checkpoint(model, batches, etas=etas, bn_mode=bn_mode, seed=seed,
                               progress=False if quiet else None)
+    # Losses that overflow at long steps are a finding (kept, with a warning); the rows at W are checked finite.
+    bad = ~(np.isfinite(result.loss) & np.isfinite(result.grad_diff))
+    if bad.any():
+        first = float(etas[int(np.argmax(bad.any(axis=0)))])
+        click.echo(f"warning: the loss or gradient change is not finite (NaN/inf) at {int(bad.sum())} of {bad.size} "
+                   f"probe points, the first at η={first:g}: those steps overflow the weights; they are stored as "
+                   "they are", err=True)
     save_result(result, out, attrs={
         "model": meta.get("model"), "model_options": meta.get("model_options"), "checkpoint": checkpoint,
         "checkpoint_sha256": meta.get("sha256"), "checkpoint_step": meta.get("step"),
