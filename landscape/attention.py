@@ -146,6 +146,9 @@ def attention_importance(model: nn.Module, inputs: torch.Tensor, targets: torch.
     with _EvalMode(model):
         weights, grads_or_none, base_loss, n_fwd = _weights_and_taylor(model, found, x, y, batch_size,
                                                                        taylor=importance == "taylor")
+        if not np.isfinite(base_loss):  # every importance is measured against it
+            raise LandscapeError(f"the loss on the samples is not finite ({base_loss:g}): the model's outputs "
+                                 "overflow or the weights are not finite; no importance would mean anything")
         if importance == "taylor":
             scores = grads_or_none
         else:

@@ -24,9 +24,12 @@ from landscape.cli._options import (
 def evaluate(checkpoint: str, dataset: str | None, data_dir: str | None, split: str, n_samples: int | None,
              batch_size: int, model_name: str | None, model_options: tuple[str, ...], device: str, seed: int) -> None:
     """Mean loss and accuracy of CHECKPOINT on a dataset split (eval mode)."""
+    import math
+
     from landscape._device import resolve_device
     from landscape.checkpoint import load_checkpoint
     from landscape.data import load_dataset
+    from landscape.errors import LandscapeError
     from landscape.training import evaluate as run_eval
 
     model, meta = load_checkpoint(checkpoint, model=model_name, model_options=parse_key_values(model_options))
@@ -34,4 +37,10 @@ def evaluate(checkpoint: str, dataset: str | None, data_dir: str | None, split: 
     data = load_dataset(name, split=split, n=n_samples, seed=seed, data_dir=data_dir or meta.get("data_dir"))
     dev = resolve_device(device)
     loss, acc = run_eval(model.to(dev), data, batch_size=batch_size, device=dev)
+    if math.isnan(loss):
+        raise LandscapeError(f"the loss of {checkpoint} on {name}/{split} came out NaN: the model's outputs are not "
+                             "finite on this data (its weights overflow), so neither loss nor accuracy means anything")
+    if math.isinf(loss):
+        click.echo(f"warning: the loss is {loss}: some sample gets probability 0 for its label (the logits "
+                   "overflow); the accuracy is still meaningful", err=True)
     click.echo(f"{meta['model']} on {name}/{split} ({len(data[1])} samples): loss {loss:.6f}, accuracy {acc:.4f}")
