@@ -48,3 +48,12 @@ def test_seeded() -> None:
     a = DenseOperator(_rotated(np.linspace(0, 1, 50)))
     r1, r2 = density(a, n_steps=10, seed=4), density(a, n_steps=10, seed=4)
     np.testing.assert_array_equal(r1.nodes, r2.nodes)
+
+
+def test_nonfinite_matvec_is_one_line_error() -> None:
+    from landscape.errors import LandscapeError
+
+    a = torch.eye(8, dtype=torch.float64)
+    a[0, 0] = float("inf")
+    with pytest.raises(LandscapeError, match="Hessian-vector product returned NaN/inf"):
+        density(DenseOperator(a), n_steps=4)

@@ -65,3 +65,11 @@ def test_seeded_and_float32_operator() -> None:
     r2 = lanczos(DenseOperator(a), k=2, seed=5)
     np.testing.assert_array_equal(r1.eigenvalues, r2.eigenvalues)
     np.testing.assert_allclose(r1.eigenvalues, [20, 18], rtol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_nonfinite_matvec_is_one_line_error(bad: float) -> None:
+    a = torch.eye(6, dtype=torch.float64)
+    a[2, 3] = a[3, 2] = bad  # instead of LAPACK failing on a NaN projected matrix several steps later
+    with pytest.raises(LandscapeError, match="Hessian-vector product returned NaN/inf"):
+        lanczos(DenseOperator(a), k=1)

@@ -61,3 +61,20 @@ def test_validation() -> None:
         trace(DenseOperator(A), n_probes=2, method="hutch++")
     with pytest.raises(LandscapeError, match="trace method"):
         trace(DenseOperator(A), method="nope")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("method", ["hutchinson", "hutch++", "exact"])
+def test_nonfinite_matvec_is_one_line_error(method: str) -> None:
+    a = A.clone()
+    a[5, 5] = float("nan")
+    with pytest.raises(LandscapeError, match="Hessian-vector product returned NaN/inf"):
+        trace(DenseOperator(a), n_probes=12, method=method)
+
+
+def test_rademacher_chunks_are_the_rows_of_one_draw() -> None:
+    from landscape.hessian.trace import rademacher
+
+    size = (1 << 23) + 1  # 2 rows per 16 MiB chunk: three chunks for 5 rows
+    rows = torch.stack(list(rademacher(size, 5, generator=torch.Generator().manual_seed(3), device=torch.device("cpu"))))
+    whole = torch.randint(0, 2, (5, size), generator=torch.Generator().manual_seed(3), dtype=torch.int8)
+    assert torch.equal(rows, whole.to(torch.float64) * 2 - 1)
