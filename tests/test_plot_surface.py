@@ -8,6 +8,14 @@ from landscape.plotting import surface as splot
 from landscape.store import surface as store
 
 
+@pytest.fixture(autouse=True)
+def _close_figures():
+    import matplotlib.pyplot as plt
+
+    yield
+    plt.close("all")
+
+
 def _write(path, *, ny=None, nan_points=(), trajectory=False, done_all=True, scale=1.0):
     x = np.linspace(-1, 1, 7)
     y = None if ny is None else np.linspace(-1, 0.5, ny)
