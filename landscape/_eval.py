@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -68,3 +70,15 @@ class Pace:
         if now - self.t0 > 0.5:  # long enough for a stable speed
             self.checked = True
             warn_if_long((now - self.t0) / self.points * self.total, what=f"{self.what} ({self.total:,} points)")
+
+
+@contextlib.contextmanager
+def batchnorm_guard(batch_size: int) -> Iterator[None]:
+    """PyTorch's ValueError for a train-mode BatchNorm that sees one value per channel, as a one-line error."""
+    try:
+        yield
+    except ValueError as exc:
+        if "Expected more than 1 value per channel" not in str(exc):
+            raise
+        raise LandscapeError(f"a batch of {batch_size} sample(s) leaves a BatchNorm layer one value per channel in "
+                             "train mode; use larger batches or BatchNorm in eval mode") from None

@@ -27,6 +27,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from landscape._budget import warn_if_long
+from landscape._eval import batchnorm_guard
 from landscape.errors import LandscapeError
 
 BNMode = Literal["train", "eval"]
@@ -272,8 +273,9 @@ def probe_checkpoint(
     bar = tqdm(batch_list, desc="predictiveness", unit="batch", leave=False,
                disable=None if progress is None else not progress)
     for i, (x, y) in enumerate(bar):
-        row = probe_batch(model, x.to(device), y.to(device), etas=etas, bn_mode=bn_mode, loss_fn=loss_fn,
-                          seed=seed + i)
+        with batchnorm_guard(len(y)):
+            row = probe_batch(model, x.to(device), y.to(device), etas=etas, bn_mode=bn_mode, loss_fn=loss_fn,
+                              seed=seed + i)
         if not (math.isfinite(row.train_loss) and math.isfinite(row.grad_norm)):
             # Every η is measured from W: without a finite loss and gradient there, no row would mean anything.
             raise LandscapeError(f"the loss ({row.train_loss:g}) or its gradient norm ({row.grad_norm:g}) at the "

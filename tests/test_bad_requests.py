@@ -79,6 +79,8 @@ CASES = [
     ("params-no-match", "plain", hessian, ["--params", "nothing*"], "matches no parameter"),
     ("params-empty", "plain", hessian, ["--params", ","], "matches no parameter"),
     ("nan-hvp", "overflow", hessian, [], "NaN/inf"),
+    ("train-bn-batch-of-1-hessian", "plain", hessian, ["--dataset", "synthetic-1x1x2", "--mode", "train",
+                                                       "--batch-size", "1"], "one value per channel"),
     # Step-size grids.
     ("eta-grid-huge", "plain", predictiveness, ["--eta", f"0.1:0.2:{HUGE}"], "at most"),
     ("eta-grid-too-many", "plain", predictiveness, ["--eta", "0.1:0.2:20000"], "at most 10,000"),
@@ -94,6 +96,8 @@ CASES = [
     ("eta-not-numbers", "plain", predictiveness, ["--eta", "0.1,abc"], "MIN:MAX:NUM"),
     ("batches-huge", "plain", predictiveness, ["--batches", HUGE], "samples"),
     ("nan-loss-predictiveness", "overflow", predictiveness, [], "not finite"),
+    ("train-bn-batch-of-1-predictiveness", "plain", predictiveness, ["--dataset", "synthetic-1x1x2",
+                                                                     "--batch-size", "1"], "one value per channel"),
     # Radius, noise and segment grids; sizes that cannot be held.
     ("radius-huge-range", "plain", inputspace, ["--samples", "2", "--radius", "0:1e300:3"], "1e+30"),
     ("radius-inf", "plain", inputspace, ["--samples", "2", "--radius", "0:inf:3"], "finite"),

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from landscape._budget import require_memory, warn_if_long
+from landscape._eval import batchnorm_guard
 from landscape.errors import LandscapeError
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -194,7 +195,7 @@ class HessianOperator:
         with rng:
             if self.train_mode:
                 torch.manual_seed(self.seed * 1_000_003 + index)
-            with torch.enable_grad():
+            with torch.enable_grad(), batchnorm_guard(int(inputs.shape[0])):
                 loss = self.loss_fn(self.model(inputs), targets)
                 # Unused parameters (e.g. a frozen branch) get zero gradients, hence zero Hessian rows.
                 grads = torch.autograd.grad(loss, [p for _, p in self.named_params], create_graph=True,
