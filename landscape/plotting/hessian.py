@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import matplotlib
 
@@ -20,7 +21,7 @@ def _label(result: dict, path: str | os.PathLike[str]) -> str:
     return model if model and model != "null" else os.path.basename(os.fspath(path))
 
 
-def _draw_density(ax: plt.Axes, result: dict, label: str | None, options: PlotOptions, color: str | None) -> None:
+def _draw_density(ax: plt.Axes, result: dict, label: str | None, options: PlotOptions, color: Any) -> None:
     d = result.get("density")
     if d is not None:
         floor = max(float(d["values"].max()) * 1e-12, 1e-300)

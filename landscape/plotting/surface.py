@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import matplotlib
 
@@ -59,9 +60,8 @@ def _norm(values: Sequence[np.ma.MaskedArray], options: PlotOptions) -> colors.N
 
 
 def _levels(norm: colors.Normalize, n: int) -> np.ndarray:
-    if isinstance(norm, colors.LogNorm):
-        return np.geomspace(norm.vmin, norm.vmax, n)
-    return np.linspace(norm.vmin, norm.vmax, n)
+    lo, hi = float(norm.vmin), float(norm.vmax)  # type: ignore[arg-type]  # _norm always sets both
+    return np.geomspace(lo, hi, n) if isinstance(norm, colors.LogNorm) else np.linspace(lo, hi, n)
 
 
 def _label(data: SurfaceData, options: PlotOptions) -> str:
@@ -92,12 +92,12 @@ def _axis_label(data: SurfaceData, axis: int) -> str:
     return f"{'αβ'[axis]} ({what})"
 
 
-def _draw2d(fig: plt.Figure, ax: plt.Axes, data: SurfaceData, v: np.ma.MaskedArray, kind: str,
-            norm: colors.Normalize, options: PlotOptions):
+def _draw2d(ax: plt.Axes, data: SurfaceData, v: np.ma.MaskedArray, kind: str,
+            norm: colors.Normalize, options: PlotOptions) -> Any:
     assert data.y is not None
     X, Y = np.meshgrid(data.x, data.y, indexing="ij")  # [i, j] is the point (x_i, y_j)
     clipped = np.ma.masked_array(np.clip(v.filled(np.nan), norm.vmin, norm.vmax), mask=v.mask)
-    mappable = None
+    mappable: Any = None
     if v.count() == 0:
         text = getattr(ax, "text2D", ax.text)  # 3D axes place screen text with text2D
         text(0.5, 0.5, "no finished points", ha="center", va="center", transform=ax.transAxes)
@@ -105,9 +105,10 @@ def _draw2d(fig: plt.Figure, ax: plt.Axes, data: SurfaceData, v: np.ma.MaskedArr
         mappable = ax.pcolormesh(data.x, data.y, v.T, norm=norm, shading="nearest", cmap="viridis")
     elif kind == "surface3d":
         z = clipped.filled(np.nan)
-        mappable = ax.plot_surface(X, Y, z, cmap="viridis", norm=norm, linewidth=0, antialiased=True)
-        ax.set_zlim(norm.vmin, norm.vmax)
-        ax.set_zlabel(_label(data, options))
+        ax3d: Any = ax  # an Axes3D (draw checks the projection)
+        mappable = ax3d.plot_surface(X, Y, z, cmap="viridis", norm=norm, linewidth=0, antialiased=True)
+        ax3d.set_zlim(norm.vmin, norm.vmax)
+        ax3d.set_zlabel(_label(data, options))
     elif v.count() >= 4 and np.ptp(v.compressed()) > 0:
         levels = _levels(norm, max(options.levels, 2))
         if kind == "contourf":
@@ -122,7 +123,7 @@ def _draw2d(fig: plt.Figure, ax: plt.Axes, data: SurfaceData, v: np.ma.MaskedArr
         path = data.trajectory
         # On a 3D surface the path is drawn on the floor of the box (the surface may hide part of it: mplot3d has
         # no depth test between artists).
-        floor = {"zs": norm.vmin, "zdir": "z"} if kind == "surface3d" else {}
+        floor: dict[str, Any] = {"zs": norm.vmin, "zdir": "z"} if kind == "surface3d" else {}
         ax.plot(path[:, 0], path[:, 1], "-o", color="crimson", markersize=2.5, linewidth=1, label="trajectory",
                 **floor)
         ax.plot(path[:1, 0], path[:1, 1], "s", color="crimson", markersize=5, **floor)
@@ -192,7 +193,7 @@ def draw(path: str | os.PathLike[str], *, ax: plt.Axes | None = None, options: P
         _line(ax, data, options, label=None)
     else:
         v = _values(data, options)
-        mappable = _draw2d(ax.figure, ax, data, v, kind, _norm([v], options), options)
+        mappable = _draw2d(ax, data, v, kind, _norm([v], options), options)
         if mappable is not None:
             ax.figure.colorbar(plt.cm.ScalarMappable(norm=mappable.norm, cmap="viridis"), ax=ax,
                                label=_label(data, options), shrink=0.8)
@@ -222,7 +223,7 @@ def draw_compare(paths: Sequence[str | os.PathLike[str]], *, labels: Sequence[st
     axes = _new_axes(fig, len(datas), kind)
     mappable = None
     for ax, d, v, name in zip(axes, datas, values, names):
-        m = _draw2d(fig, ax, d, v, kind, norm, options)
+        m = _draw2d(ax, d, v, kind, norm, options)
         mappable = mappable or m
         ax.set_title(name, fontsize=10)
     if mappable is not None:
