@@ -121,6 +121,9 @@ CASES = [
     ("nan-loss-attention", "se_overflow", attention, [], "not finite"),
     ("nan-loss-evaluate", "overflow", evaluate, [], "NaN"),
 ]
+# --out naming the checkpoint: refused even with --force, and the checkpoint stays (see the test).
+CASES += [(f"out-is-checkpoint-{b.__name__}", "plain" if b is not attention else "se", b, ["--force"],
+           "checkpoint itself") for b in (hessian, predictiveness, inputspace, attention)]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
@@ -128,7 +131,11 @@ def test_bad_request_is_one_line(case: tuple, ckpts: dict[str, Path], tmp_path: 
     _, key, build, extra, fragment = case
     out = tmp_path / "result.h5"
     argv = build(ckpts[key], *extra)
-    if argv[0] != "evaluate":
+    if case[0].startswith("out-is-checkpoint"):
+        out = tmp_path / "model.pt"
+        out.write_bytes(ckpts[key].read_bytes())
+        argv = build(out, *extra, "--out", str(out))
+    if argv[0] != "evaluate" and "--out" not in argv:
         argv += ["--out", str(out)]
     result = CliRunner().invoke(main, argv)
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
@@ -137,7 +144,11 @@ def test_bad_request_is_one_line(case: tuple, ckpts: dict[str, Path], tmp_path: 
     assert "Traceback" not in result.output
     assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
     assert fragment.lower() in lines[0].lower(), lines[0]
-    assert list(tmp_path.iterdir()) == []  # no result, and no temporary or lock file beside it
+    left = sorted(p.name for p in tmp_path.iterdir())
+    if case[0].startswith("out-is-checkpoint"):
+        assert left == ["model.pt"] and out.read_bytes() == ckpts[key].read_bytes()
+    else:
+        assert left == []  # no result, and no temporary or lock file beside it
 
 
 def test_table_covers_every_analysis_command() -> None:

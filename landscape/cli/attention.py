@@ -44,6 +44,8 @@ def attention(checkpoint: str, samples: int, importance: str, dataset: str | Non
     from landscape.store.attention import write_attention
 
     out = out or f"{os.path.splitext(checkpoint)[0]}.attention-{importance}.h5"
+    if os.path.realpath(out) == os.path.realpath(checkpoint):  # --force would replace the weights with results
+        raise LandscapeError(f"--out {out} is the checkpoint itself; choose another --out")
     # One writer per output: the lock is held from the existence check until the file is written.
     click.get_current_context().with_resource(output_lock(out))
     if os.path.exists(out) and not force:

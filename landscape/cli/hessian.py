@@ -86,6 +86,8 @@ def hessian(checkpoint: str, top_k: int, which: str, tol: float, max_iter: int |
         raise LandscapeError("--layer-depth applies to --per-layer only")
     if save_eigenvectors and not top_k:
         raise LandscapeError("--save-eigenvectors needs --top-k K with K ≥ 1")
+    if os.path.realpath(out) == os.path.realpath(checkpoint):  # --force would replace the weights with results
+        raise LandscapeError(f"--out {out} is the checkpoint itself; choose another --out")
     # One writer per output: the lock is held from the existence check until the file is written.
     click.get_current_context().with_resource(output_lock(out))
     if os.path.exists(out) and not force:

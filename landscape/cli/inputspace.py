@@ -83,6 +83,8 @@ def inputspace(checkpoint: str, mode: str, directions: str, n_directions: int, r
         raise LandscapeError(f"--steps {steps:,} is too many points for one segment; at most {MAX_NUM:,}")
     radii = parse_axis(radius, name="--radius").coords if mode == "around" else None
     sigmas = parse_axis(sigma, name="--sigma").coords if mode == "noise" else None
+    if os.path.realpath(out) == os.path.realpath(checkpoint):  # --force would replace the weights with results
+        raise LandscapeError(f"--out {out} is the checkpoint itself; choose another --out")
     # One writer per output: the lock is held from the existence check until the file is written.
     click.get_current_context().with_resource(output_lock(out))
     if os.path.exists(out) and not force:

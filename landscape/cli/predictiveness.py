@@ -42,6 +42,8 @@ def predictiveness(checkpoint: str, n_batches: int, eta: str, bn_mode: str, data
 
     out = out or f"{os.path.splitext(checkpoint)[0]}.predictiveness.h5"
     etas = parse_etas(eta, name="--eta")
+    if os.path.realpath(out) == os.path.realpath(checkpoint):  # --force would replace the weights with results
+        raise LandscapeError(f"--out {out} is the checkpoint itself; choose another --out")
     # One writer per output: the lock is held from the existence check until the file is written.
     click.get_current_context().with_resource(output_lock(out))
     if os.path.exists(out) and not force:
