@@ -56,11 +56,18 @@ class _Injector:
         self.match = spec.get("match")  # substring of "label path"
         self.exclude = spec.get("exclude")  # ... and not this one
         self.log = spec.get("log")  # file to record every event in (to choose k)
+        self.root = os.path.join(os.getcwd(), "")
         self.n = 0
 
     def event(self, label: str, path: object) -> bool:
-        """Record one write; True if this one must fail."""
-        text = f"{label} {os.fspath(path) if isinstance(path, (str, os.PathLike)) else path}"
+        """Record one write to a file under the working folder (where the tests put every output; writes to
+        in-memory files or elsewhere are not counted); True if this one must fail."""
+        if not isinstance(path, (str, os.PathLike)):
+            return False
+        where = os.path.abspath(os.fspath(path))
+        if not where.startswith(self.root):
+            return False
+        text = f"{label} {where}"
         if self.log:
             with _REAL_OPEN(self.log, "a") as f:
                 f.write(text + "\n")
@@ -128,10 +135,13 @@ def _install(spec: dict) -> None:
     builtins.open = patched_open
     io.open = patched_open
 
+    def h5_path(f) -> str | None:
+        return None if f.driver == "fileobj" else f.filename  # an in-memory image is no disk write
+
     real_setitem = h5py.Dataset.__setitem__
 
     def setitem(self, key, value):
-        if inj.event("h5.setitem", f"{self.file.filename}:{self.name}"):
+        if inj.event("h5.setitem", h5_path(self.file)):
             _Injector.fail(self.file.filename)
         return real_setitem(self, key, value)
 
@@ -140,7 +150,7 @@ def _install(spec: dict) -> None:
     real_flush = h5py.File.flush
 
     def flush(self):
-        if inj.event("h5.flush", self.filename):
+        if inj.event("h5.flush", h5_path(self)):
             _Injector.fail(self.filename)
         return real_flush(self)
 
@@ -149,7 +159,7 @@ def _install(spec: dict) -> None:
     real_create = h5py.Group.create_dataset
 
     def create_dataset(self, name, *args, **kwargs):
-        if inj.event("h5.create_dataset", f"{self.file.filename}:{name}"):
+        if inj.event("h5.create_dataset", h5_path(self.file)):
             _Injector.fail(self.file.filename)
         return real_create(self, name, *args, **kwargs)
 

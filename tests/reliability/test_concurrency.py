@@ -116,6 +116,7 @@ def test_two_writers_on_one_output_one_proceeds(name: str, delay_ms: int, first:
                                                 cli: CLI, tiny_run: Path, single_runs: dict[str, Path],
                                                 tmp_path: Path) -> None:
     folder = _prepare(tmp_path / "race", tiny_run)
+    record_figure(f"concurrency_fast_{name}_{delay_ms}", tried=1, refused=0)
     race(cli, WRITERS[name], folder, single_runs[name], delay=delay_ms / 1000, first_extra=first,
          second_extra=second)
     record_figure(f"concurrency_fast_{name}_{delay_ms}", tried=1, refused=1)

@@ -191,5 +191,6 @@ def references(cli: CLI, tiny_run: Path, tmp_path_factory: pytest.TempPathFactor
 @pytest.mark.parametrize("name", list(JOBS))
 def test_kill_9_then_rerun_equals_an_uninterrupted_run(name: str, seed: int, cli: CLI, tiny_run: Path,
                                                        references: dict[str, Reference], tmp_path: Path) -> None:
+    record_figure(f"crash_fast_{name}_{seed}", tried=1, survived=0)
     trial(cli, JOBS[name], references[name], tiny_run, tmp_path / "trial", seed)
     record_figure(f"crash_fast_{name}_{seed}", tried=1, survived=1)

@@ -42,4 +42,6 @@ def test_concurrent_starts_sweep(name: str, cli: CLI, tiny_run: Path, tmp_path: 
     print(f"\n{name}: {tried} concurrent starts, {tried - len(failures)} with exactly one writer")
     record_figure("concurrency", tried=sum(v[0] for v in TOTALS.values()),
                   refused=sum(v[1] for v in TOTALS.values()))
+    for line in failures:
+        print("  FAILED", line)
     assert not failures, "\n".join(failures)

@@ -28,4 +28,6 @@ def test_many_kills_all_resume_bit_identically(name: str, cli: CLI, tiny_run: Pa
     tried, survived = (sum(v[i] for v in TOTALS.values()) for i in (0, 1))
     print(f"\n{name}: {TRIALS} kill -9 trials, {TRIALS - len(failures)} survived")
     record_figure("crash", tried=tried, survived=survived)
+    for line in failures:
+        print("  FAILED", line)
     assert not failures, "\n".join(failures)
