@@ -177,3 +177,23 @@ def test_ctrl_c_in_a_study_step_says_the_study_continues(runner, tmp_path, monke
     assert result.exit_code == 130, result.output
     assert result.stderr.strip().endswith("interrupted: finished work is saved; run the same command again to "
                                           "continue"), result.stderr
+
+
+def test_library_warnings_print_as_one_line():
+    import warnings
+
+    from click.testing import CliRunner
+
+    from landscape.cli import main
+
+    @main.command("_warn_probe")
+    def _warn_probe() -> None:
+        warnings.warn("this will take about 3.0 days at the measured speed", stacklevel=1)
+
+    try:
+        res = CliRunner().invoke(main, ["_warn_probe"])
+    finally:
+        main.commands.pop("_warn_probe")
+    assert res.exit_code == 0
+    assert res.output == "warning: this will take about 3.0 days at the measured speed\n"
+    assert warnings.showwarning.__module__ == "warnings"  # put back after the command

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import Any
 
 import click
@@ -48,6 +49,16 @@ class _Group(click.Group):
             raise  # not reached
 
     def invoke(self, ctx: click.Context) -> Any:
+        shown = warnings.showwarning
+        if not ctx.find_root().params.get("debug"):
+            # The library's warnings (a run that will take days, steps that overflowed) as one line each.
+            warnings.showwarning = lambda message, *_a, **_k: click.echo(f"warning: {message}", err=True)
+        try:
+            return self._invoke(ctx)
+        finally:
+            warnings.showwarning = shown
+
+    def _invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except click.UsageError as exc:

@@ -135,6 +135,16 @@ def _check_value(where: str, key: str, value: Any, param: click.Option, ctx: cli
             dataset_info(converted)
         elif param.name == "model_options":
             parse_key_values([converted])
+        elif param.metavar == "MIN:MAX:NUM" and converted is not None:
+            # Grid specs: η grids also take comma lists, every other axis only MIN:MAX:NUM.
+            if param.name in ("eta", "probe_eta"):
+                from landscape.predictiveness import parse_etas
+
+                parse_etas(str(converted), name=key)
+            else:
+                from landscape.grid import parse_axis
+
+                parse_axis(str(converted), name=key)
     except click.ClickException as exc:
         raise LandscapeError(f"{where}: '{key}' = {value!r}: {exc.format_message()}") from None
     except LandscapeError as exc:

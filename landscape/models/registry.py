@@ -228,7 +228,7 @@ def build_model(name: str, *, num_classes: int, in_channels: int, **options: Any
                                     in_channels=in_channels)
             require_memory(4.0 * n, what=f"model {name} with {n:.3g} parameters (width={options.get('width', 1)!r}, "
                            f"num_classes={num_classes}, in_channels={in_channels})",
-                           fix="ask for a smaller width")
+                           fix="ask for a smaller width, num_classes or in_channels")
         try:
             model = _REGISTRY[name](num_classes=num_classes, in_channels=in_channels, **options)
         except LandscapeError:
