@@ -72,13 +72,19 @@ def _train_argv(folder: Path) -> list:
 
 
 def check_run_folder(run: Path) -> None:
-    """Every checkpoint present in a run folder loads; final.pt only with a complete metrics.csv."""
+    """Every checkpoint present in a run folder loads, and the probe file (if any) holds whole rows only: every
+    per-probe dataset has as many rows as there are probe steps."""
     import torch
 
     if not run.exists():
         return
     for p in run.glob("*.pt"):
         torch.load(p, map_location="cpu", weights_only=True)
+    probes = run / "predictiveness.h5"
+    if probes.exists():
+        with h5py.File(probes, "r", locking=False) as f:
+            rows = {name: f[name].shape[0] for name in f if isinstance(f[name], h5py.Dataset) and name != "eta"}
+        assert len(set(rows.values())) <= 1, f"{probes} holds a torn row: rows per dataset {rows}"
 
 
 def _train_compare(folder: Path, ref: Path) -> None:

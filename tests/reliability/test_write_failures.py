@@ -147,7 +147,8 @@ ENOSPC = [
     ("surface", ".lock", 1),
     ("train", "metrics.csv", 2),  # epoch 2's metrics
     ("train", ".pt.", 7),  # a checkpoint of epoch 2 (each is written, then synced)
-    ("train-probes", "predictiveness.h5", 3),
+    ("train-probes", "predictiveness.h5", 3),  # a row of the first probe (no last.pt yet)
+    ("train-probes", "predictiveness.h5", 14),  # the first value of epoch 2's probe row (after last.pt)
     ("hessian", "h.h5", 1),
     ("predictiveness", "p.h5", 1),
     ("inputspace", "i.h5", 1),
