@@ -73,7 +73,7 @@ def test_a_model_name_that_is_not_a_plain_name_needs_a_label(tmp_path):
     (MODEL + '[[models]]\nmodel = "resnet8"\n', ["model labels must be unique"]),
     (MODEL + '[[analyses]]\ncommand = "hessian"\ntop_kk = 3\n', ["[[analyses]] #1: 'top_kk' is not an option of "
                                                                   "landscape hessian", "did you mean 'top-k'"]),
-    (MODEL + '[[analyses]]\ncommand = "surface"\nx = 3\nnorm = "filtre"\n', ["'norm' = 'filtre'"]),
+    (MODEL + '[[analyses]]\ncommand = "surface"\nx = "-1:1:3"\nnorm = "filtre"\n', ["'norm' = 'filtre'"]),
     (MODEL + '[[analyses]]\ncommand = "surface"\ncompare = { logg = true }\n',
      ["compare: 'logg' is not an option of landscape compare", "did you mean 'log'"]),
     (MODEL + '[[analyses]]\ncommand = "surface"\ncompare = { labels = "a" }\n', ["'labels' is set by the study"]),
@@ -187,3 +187,15 @@ def test_fuzzed_study_files_load_or_raise_one_landscape_error(tmp_path, document
         assert "\n" not in str(exc)
     else:
         assert isinstance(spec["study"]["out"], str) and spec["models"]
+
+
+@pytest.mark.parametrize(("option", "fragment"), [('command = "surface"\nx = 3', "x '3' is not MIN:MAX:NUM"),
+                                                  ('command = "surface"\ny = "1:-1:3"', "y"),
+                                                  ('command = "predictiveness"\neta = "0:1:0"', "eta"),
+                                                  ('command = "inputspace"\nradius = "a:b:c"', "radius")])
+def test_grid_specs_of_analyses_are_checked_before_any_training(tmp_path, option, fragment):
+    path = tmp_path / "s.toml"
+    path.write_text(f'{MODEL}[[analyses]]\n{option}\n')
+    with pytest.raises(LandscapeError, match="analyses") as info:
+        load_study(path)
+    assert fragment in str(info.value)
