@@ -372,3 +372,26 @@ def test_eval_mode_probe_recomputes_gradient(tmp_path):
     assert data.attrs["grad_source"] == "recomputed"
     # Consistent g: a tiny step changes the gradient by O(η), not by the train/eval difference.
     assert np.all(data.grad_diff[:, 0] < 1e-3 * data.grad_norm)
+
+
+def test_probe_rows_count_only_when_committed(tmp_path):
+    """A failed append (full disk) can leave datasets longer than the committed rows: readers, the next append
+    and truncation see only committed rows."""
+    import h5py
+
+    from landscape.store import predictiveness as store
+
+    path = tmp_path / "p.h5"
+    store.create(path, eta=[0.1, 0.2])
+    row = {"loss": [[1.0, 2.0]], "grad_diff": [[0.1, 0.2]], "beta": [3.0], "train_loss": [1.5], "grad_norm": [2.0]}
+    assert store.append(path, step=[0], **row) == 1
+    with h5py.File(path, "a") as f:  # a torn second row: some datasets grew, the commit never happened
+        for name in ("step", "loss"):
+            f[name].resize(2, axis=0)
+            f[name][1] = 99
+    assert len(store.read(path).step) == 1
+    assert store.append(path, step=[5], **{**row, "beta": [4.0]}) == 2
+    data = store.read(path)
+    assert data.step.tolist() == [0, 5] and data.beta.tolist() == [3.0, 4.0] and data.loss[1].tolist() == [1.0, 2.0]
+    assert store.truncate(path, before_step=5) == 1
+    assert store.read(path).step.tolist() == [0]

@@ -4,6 +4,10 @@ Public contract: datasets ``step`` (T,), ``eta`` (E,), ``loss`` (T, E), ``grad_d
 ``train_loss`` (T,), ``grad_norm`` (T,), all float64 except ``step`` (int64); root attributes ``schema``,
 ``library_version`` and the settings (``bn_mode``, ``source``, ``every``…). Row datasets are resizable so a
 training run appends one row per probe and a resumed run truncates rows past its restart step.
+
+Rows are committed by the root attribute ``n_rows``, written after a row's values: a write that fails half-way
+(full disk) leaves datasets longer than ``n_rows``, and readers, appends and truncation see only the committed
+rows. Files without ``n_rows`` (written before it existed) count the rows every dataset holds.
 """
 
 from __future__ import annotations
@@ -81,6 +85,14 @@ def write(path: str | os.PathLike[str], *, eta: Any, step: Any, loss: Any, grad_
         for name, data in rows.items():
             chunks = (64, *data.shape[1:])
             f.create_dataset(name, data=data, maxshape=(None, *data.shape[1:]), chunks=chunks)
+        f.attrs["n_rows"] = len(rows["step"])
+
+
+def _committed(f: h5py.File) -> int:
+    """Rows whose values are all on disk (see the module docstring)."""
+    held = min(len(f[k]) for k in ROW_FIELDS)
+    n = f.attrs.get("n_rows")
+    return held if n is None else min(int(n), held)
 
 
 def append(path: str | os.PathLike[str], *, step: Any, loss: Any, grad_diff: Any, beta: Any, train_loss: Any,
@@ -89,11 +101,13 @@ def append(path: str | os.PathLike[str], *, step: Any, loss: Any, grad_diff: Any
     require_schema(path, SCHEMA)
     with _in_place(path) as f:
         rows = _rows(step, loss, grad_diff, beta, train_loss, grad_norm, len(f["eta"]))
-        n_old = len(f["step"])
+        n_old = _committed(f)  # rows of a failed earlier append past it are overwritten
         n_new = n_old + len(rows["step"])
         for name, data in rows.items():
             f[name].resize(n_new, axis=0)
             f[name][n_old:n_new] = data
+        f.flush()
+        f.attrs["n_rows"] = n_new  # the commit: only now do the rows count
     return n_new
 
 
@@ -115,12 +129,14 @@ def truncate(path: str | os.PathLike[str], *, before_step: int) -> int:
     """Drop every row from the first one with ``step >= before_step`` on; returns the rows kept."""
     require_schema(path, SCHEMA)
     with _in_place(path) as f:
-        steps = f["step"][:]
+        steps = f["step"][:_committed(f)]
         late = np.flatnonzero(steps >= before_step)
         keep = int(late[0]) if len(late) else len(steps)
-        if keep < len(steps):
-            for name in ROW_FIELDS:
+        for name in ROW_FIELDS:
+            if len(f[name]) != keep:
                 f[name].resize(keep, axis=0)
+        f.flush()
+        f.attrs["n_rows"] = keep
     return keep
 
 
@@ -140,7 +156,8 @@ def read(path: str | os.PathLike[str]) -> PredictivenessData:
         missing = [k for k in ("eta", *ROW_FIELDS) if k not in f]
         if missing:
             raise LandscapeError(f"{path} lacks dataset(s) {', '.join(missing)}; the file is damaged, recompute it")
-        arrays = {k: f[k][:] for k in ("eta", *ROW_FIELDS)}
+        n = _committed(f)
+        arrays = {"eta": f["eta"][:], **{k: f[k][:n] for k in ROW_FIELDS}}
         attrs = read_attrs(f)
     return PredictivenessData(
         step=arrays["step"].astype(np.int64),

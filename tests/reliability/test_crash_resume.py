@@ -72,8 +72,9 @@ def _train_argv(folder: Path) -> list:
 
 
 def check_run_folder(run: Path) -> None:
-    """Every checkpoint present in a run folder loads, and the probe file (if any) holds whole rows only: every
-    per-probe dataset has as many rows as there are probe steps."""
+    """Every checkpoint present in a run folder loads, and the probe file (if any) holds whole rows only: the rows
+    it counts as written (``n_rows``, the commit of an append) are present in every per-probe dataset, and a reader
+    sees exactly those."""
     import torch
 
     if not run.exists():
@@ -82,9 +83,14 @@ def check_run_folder(run: Path) -> None:
         torch.load(p, map_location="cpu", weights_only=True)
     probes = run / "predictiveness.h5"
     if probes.exists():
+        from landscape.store import predictiveness as store
+
         with h5py.File(probes, "r", locking=False) as f:
             rows = {name: f[name].shape[0] for name in f if isinstance(f[name], h5py.Dataset) and name != "eta"}
-        assert len(set(rows.values())) <= 1, f"{probes} holds a torn row: rows per dataset {rows}"
+            committed = int(f.attrs["n_rows"])
+        assert min(rows.values()) >= committed, f"{probes} claims {committed} rows but holds {rows}"
+        data = store.read(probes)
+        assert {len(getattr(data, name)) for name in rows} == {committed}, f"{probes}: reader sees a torn row"
 
 
 def _train_compare(folder: Path, ref: Path) -> None:
