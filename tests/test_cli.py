@@ -197,3 +197,10 @@ def test_library_warnings_print_as_one_line():
     assert res.exit_code == 0
     assert res.output == "warning: this will take about 3.0 days at the measured speed\n"
     assert warnings.showwarning.__module__ == "warnings"  # put back after the command
+
+
+def test_an_error_quoting_a_line_break_stays_one_line():
+    from landscape.errors import LandscapeError
+
+    err = LandscapeError("unknown section 'a\nb'; use study")
+    assert str(err) == "unknown section 'a\\nb'; use study"
