@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from landscape._version import __version__
+from landscape.core.threads import set_threads
 from landscape.errors import LandscapeError
 
 
@@ -84,5 +85,11 @@ class _Group(click.Group):
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="landscape")
 @click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
-def main(debug: bool) -> None:
+@click.option("--threads", type=click.IntRange(min=0), default=0, metavar="N",
+              help="CPU threads for torch, recorded in result files [default: 0 = LANDSCAPE_THREADS or "
+                   "OMP_NUM_THREADS if set, else the free cores: cores minus the 1-minute load, at least 1].")
+def main(debug: bool, threads: int) -> None:
     """Loss landscapes, Hessian spectra and smoothness probes for neural networks."""
+    # Before any command: torch's own default takes every core even when they are busy, which made a 2-minute demo
+    # take 25 on a shared 2-core machine.
+    set_threads(threads or None)
