@@ -1,10 +1,14 @@
 """landscape: loss landscapes, Hessian spectra and smoothness probes for neural networks."""
 
-from landscape._version import __version__
-from landscape.checkpoint import load_checkpoint, save_checkpoint
-from landscape.data import load_dataset
-from landscape.errors import LandscapeError
-from landscape.models import build_model
+from landscape import _aliases
+
+_aliases.install()  # first: old module paths (landscape.params, landscape.store.surface …) resolve to the new ones
+
+from landscape._version import __version__  # noqa: E402
+from landscape.core.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from landscape.core.data import load_dataset  # noqa: E402
+from landscape.errors import LandscapeError  # noqa: E402
+from landscape.models import build_model  # noqa: E402
 
 __all__ = [
     "LandscapeError",

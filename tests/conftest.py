@@ -17,7 +17,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 def _train_run(tmp_path_factory: pytest.TempPathFactory, name: str, epochs: int, **options) -> Path:
     from landscape import load_dataset
-    from landscape.data import dataset_info
+    from landscape.core.data import dataset_info
     from landscape.training import seeded_model, train
 
     info = dataset_info("digits")

@@ -13,12 +13,12 @@ import textwrap
 import h5py
 import numpy as np
 import pytest
+from analyses.surface.test_compute import _run, _same_files, _settings
 from click.testing import CliRunner
-from test_surface import _run, _same_files, _settings
 
+from landscape.analyses.surface import schema as store
 from landscape.cli import main
 from landscape.errors import LandscapeError
-from landscape.store import surface as store
 
 TESTS = os.path.dirname(__file__)
 S1 = _settings("-1:1:5", "0:1:3", batch_size=6)  # 15 points on the small conv-BN net of test_surface
@@ -94,7 +94,7 @@ _RLIMIT_CHILD = textwrap.dedent("""
     import resource, signal, sys
     sys.path.insert(0, {tests!r})
     import h5py
-    import test_surface as t
+    from analyses.surface import test_compute as t
     from landscape.errors import LandscapeError
     s = t._settings("-1:1:5", "0:1:3", batch_size=6)
     class Stop(Exception):
@@ -134,7 +134,7 @@ def test_file_size_limit_mid_loop_keeps_an_honest_file(tmp_path):
 _SLOW_CHILD = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {tests!r})
-    import test_surface as t
+    from analyses.surface import test_compute as t
     from landscape.errors import LandscapeError
     def cb(r):
         print("point", flush=True)
@@ -183,8 +183,8 @@ def test_grid_too_large_to_hold_is_refused_up_front(tmp_path, digits_ckpt):
                                   "--out", str(tmp_path / "big.h5")])
     assert r.exit_code == 1 and "needs about" in r.output and "10,000,000,000 points" in r.output
     assert len(r.output.strip().splitlines()) == 1 and not list(tmp_path.iterdir())
-    from landscape.grid import Grid, parse_axis
-    from landscape.surface import check_grid_fits
+    from landscape.analyses.surface.compute import check_grid_fits
+    from landscape.core.grid import Grid, parse_axis
 
     check_grid_fits(Grid(parse_axis("-1:1:1000")), available=1 << 20)  # 90 kB fits in 1 MiB
     with pytest.raises(LandscapeError, match="needs about 8.6 MiB but only 1.0 MiB"):
@@ -192,8 +192,8 @@ def test_grid_too_large_to_hold_is_refused_up_front(tmp_path, digits_ckpt):
 
 
 def test_a_long_surface_warns_with_the_estimate(tmp_path, monkeypatch):
-    import landscape.surface as surface
-    from landscape._budget import warn_if_long
+    import landscape.analyses.surface.compute as surface
+    from landscape.core.budget import warn_if_long
 
     monkeypatch.setattr(surface, "warn_if_long", functools.partial(warn_if_long, threshold=0.0))
     with pytest.warns(UserWarning, match=r"the surface .*s\.h5 \(15 points\) will take about"):
@@ -310,10 +310,10 @@ def test_damaged_surface_files_are_one_line_everywhere(tmp_path, how):
 
 
 def test_damaged_files_of_other_kinds_are_one_line(tmp_path):
-    from landscape.store.attention import write_attention
-    from landscape.store.hessian import write_hessian
-    from landscape.store.inputspace import write_inputspace
-    from landscape.store.predictiveness import write as write_pred
+    from landscape.analyses.attention.schema import write_attention
+    from landscape.analyses.hessian.schema import write_hessian
+    from landscape.analyses.inputspace.schema import write_inputspace
+    from landscape.analyses.predictiveness.schema import write as write_pred
 
     corr = {"spearman": 0.5, "spearman_p": 0.1, "kendall": 0.4, "kendall_p": 0.2}
     files = {
@@ -350,13 +350,13 @@ def test_damaged_files_of_other_kinds_are_one_line(tmp_path):
 
 
 def test_store_writes_hold_the_output_lock_and_fail_in_one_line(tmp_path, monkeypatch):
-    from landscape._fs import output_lock
-    from landscape.store.hessian import write_hessian
+    from landscape.analyses.hessian.schema import write_hessian
+    from landscape.core.fs import output_lock
 
     out = tmp_path / "h.h5"
     child = textwrap.dedent(f"""
         import sys
-        from landscape._fs import output_lock
+        from landscape.core.fs import output_lock
         with output_lock({str(out)!r}):
             print("held", flush=True)
             sys.stdin.readline()

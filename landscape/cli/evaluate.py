@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from landscape.cli._group import main
-from landscape.cli._options import (
+from landscape.core.options import (
     SEED,
     checkpoint_dataset,
     data_options,
@@ -26,9 +26,9 @@ def evaluate(checkpoint: str, dataset: str | None, data_dir: str | None, split: 
     """Mean loss and accuracy of CHECKPOINT on a dataset split (eval mode)."""
     import math
 
-    from landscape._device import resolve_device
-    from landscape.checkpoint import load_checkpoint
-    from landscape.data import load_dataset
+    from landscape.core.checkpoint import load_checkpoint
+    from landscape.core.data import load_dataset
+    from landscape.core.device import resolve_device
     from landscape.errors import LandscapeError
     from landscape.training import evaluate as run_eval
 

@@ -1,4 +1,5 @@
-"""``landscape plot`` and ``landscape compare``: figures from stored results of any kind."""
+"""``landscape plot`` and ``landscape compare``: figures from stored results of any kind (the registry says which
+analysis draws a file)."""
 
 from __future__ import annotations
 
@@ -33,11 +34,12 @@ def _style_options(f):
               help="Output figure (.png, .pdf or .svg); default: FILE with the extension .png.")
 def plot(file: str, out: str | None, **style) -> None:
     """Draw the result stored in FILE (surface, Hessian, predictiveness, input-space or attention)."""
-    from landscape.plotting import PlotOptions, default_output, plotter_for
+    from landscape.analyses import analysis_for_file
+    from landscape.core.figure import PlotOptions, default_output
 
-    module = plotter_for(file)
+    analysis = analysis_for_file(file)
     out = out or default_output(file)
-    module.plot(file, out=out, options=PlotOptions(**style))
+    analysis.plot(file, out=out, options=PlotOptions(**style))
     click.echo(out)
 
 
@@ -48,9 +50,10 @@ def plot(file: str, out: str | None, **style) -> None:
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="Output figure (.png, .pdf or .svg).")
 def compare(files: tuple[str, ...], labels: str | None, out: str, **style) -> None:
     """Overlay or juxtapose several results of the same kind (e.g. ResNet vs FMMNet)."""
+    from landscape.analyses import analysis_for_file
+    from landscape.core.figure import PlotOptions
+    from landscape.core.store import read_schema
     from landscape.errors import LandscapeError
-    from landscape.plotting import PlotOptions, plotter_for
-    from landscape.store import read_schema
 
     kinds = {read_schema(f).split("/")[0] for f in files}
     if len(kinds) > 1:
@@ -58,5 +61,5 @@ def compare(files: tuple[str, ...], labels: str | None, out: str, **style) -> No
     label_list = labels.split(",") if labels else None
     if label_list is not None and len(label_list) != len(files):
         raise LandscapeError(f"--labels has {len(label_list)} entries for {len(files)} files")
-    plotter_for(files[0]).compare(list(files), labels=label_list, out=out, options=PlotOptions(**style))
+    analysis_for_file(files[0]).compare(list(files), labels=label_list, out=out, options=PlotOptions(**style))
     click.echo(out)

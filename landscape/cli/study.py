@@ -21,9 +21,10 @@ from typing import Any
 
 import click
 
-from landscape._fs import atomic_path, ensure_writable_dir, output_lock, sweep_temp_files
+from landscape.analyses import ANALYSES
 from landscape.cli._group import main
-from landscape.cli._options import parse_key_values
+from landscape.core.fs import atomic_path, ensure_writable_dir, output_lock, sweep_temp_files
+from landscape.core.options import parse_key_values
 from landscape.errors import LandscapeError
 
 if sys.version_info >= (3, 11):
@@ -32,7 +33,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 BUNDLED = Path(__file__).resolve().parent.parent / "studies"
-CKPT_COMMANDS = ("surface", "hessian", "predictiveness", "inputspace", "attention", "evaluate")
+# The commands a study step runs on each trained checkpoint: every analysis, and evaluate.
+CKPT_COMMANDS = (*ANALYSES, "evaluate")
 
 
 def _as_args(options: dict[str, Any], params: dict[str, click.Parameter] | None = None) -> list[str]:
@@ -130,7 +132,7 @@ def _check_value(where: str, key: str, value: Any, param: click.Option, ctx: cli
             raise LandscapeError(f"{where}: '{key}' = {value!r} must be a finite number")
         # Values that only the command's body would check, found here before any model trains.
         if param.name == "dataset":
-            from landscape.data import dataset_info
+            from landscape.core.data import dataset_info
 
             dataset_info(converted)
         elif param.name == "model_options":
@@ -138,11 +140,11 @@ def _check_value(where: str, key: str, value: Any, param: click.Option, ctx: cli
         elif param.metavar == "MIN:MAX:NUM" and converted is not None:
             # Grid specs: η grids also take comma lists, every other axis only MIN:MAX:NUM.
             if param.name in ("eta", "probe_eta"):
-                from landscape.predictiveness import parse_etas
+                from landscape.analyses.predictiveness.compute import parse_etas
 
                 parse_etas(str(converted), name=key)
             else:
-                from landscape.grid import parse_axis
+                from landscape.core.grid import parse_axis
 
                 parse_axis(str(converted), name=key)
     except click.ClickException as exc:

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from landscape.cli._group import main
-from landscape.cli._options import device_option, parse_key_values, seed_option
+from landscape.core.options import device_option, parse_key_values, seed_option
 
 
 @main.command()
@@ -47,8 +47,8 @@ def train(model: str, dataset: str, data_dir: str | None, n_train: int | None, e
           save_every: int, resume: bool, probe_every: int | None, probe_eta: str | None, probe_bn: str,
           quiet: bool) -> None:
     """Train MODEL (a registered name or package.module:callable) with SGD; writes checkpoints and metrics.csv."""
-    from landscape._fs import output_lock
-    from landscape.data import dataset_info, load_dataset
+    from landscape.core.data import dataset_info, load_dataset
+    from landscape.core.fs import output_lock
     from landscape.errors import LandscapeError
     from landscape.training import seeded_model
     from landscape.training import train as run_training
@@ -60,7 +60,11 @@ def train(model: str, dataset: str, data_dir: str | None, n_train: int | None, e
     out_dir = Path(out or f"runs/{model.replace(':', '_')}-{dataset}-s{seed}")
     callbacks = []
     if probe_every is not None:
-        from landscape.predictiveness import DEFAULT_ETA_SPEC, PredictivenessProbe, parse_etas
+        from landscape.analyses.predictiveness.compute import (
+            DEFAULT_ETA_SPEC,
+            PredictivenessProbe,
+            parse_etas,
+        )
 
         etas = parse_etas(probe_eta or DEFAULT_ETA_SPEC, name="--probe-eta")
         callbacks.append(PredictivenessProbe(

@@ -15,7 +15,7 @@ from typing import Any
 
 from torch import nn
 
-from landscape._budget import require_memory
+from landscape.core.budget import require_memory
 from landscape.errors import LandscapeError
 from landscape.models.resnet import cifar_resnet, imagenet_resnet
 

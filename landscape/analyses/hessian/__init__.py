@@ -1,0 +1,65 @@
+"""Hessian spectrum of the loss: extreme eigenvalues (Lanczos), trace (Hutch++ / Hutchinson), spectral density
+(stochastic Lanczos quadrature) and per-layer blocks, all from exact Hessian-vector products.
+
+``ANALYSIS`` is this folder's registry record and imports only the click command. The API below (the old
+``landscape.hessian``) is imported on first use, so listing the commands never loads torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import Any
+
+from landscape.analyses._base import Analysis, lazy
+from landscape.analyses.hessian.command import hessian as _command
+
+ANALYSIS = Analysis(
+    name="hessian",
+    schema="landscape.hessian/1",
+    command=_command,
+    plot=lazy("landscape.analyses.hessian.plot", "plot"),
+    compare=lazy("landscape.analyses.hessian.plot", "compare"),
+    summary=lazy("landscape.analyses.hessian.summary", "summary"),
+)
+
+# public name -> the module of this package that defines it
+_EXPORTS = {
+    "HessianDensityResult": "compute", "HessianEigenResult": "compute", "HessianTraceResult": "compute",
+    "density": "compute", "eigenvalues": "compute", "trace": "compute",
+    "LayerCurvature": "perlayer", "PerLayerResult": "perlayer", "layer_groups": "perlayer", "per_layer": "perlayer",
+    "EigenResult": "lanczos", "lanczos": "lanczos",
+    "DenseOperator": "operator", "HessianOperator": "operator", "SymmetricOperator": "operator",
+    "select_parameters": "operator",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+class _Package(types.ModuleType):
+    """``trace``, ``density`` and ``lanczos`` name both functions of the API and modules of this package. The
+    import system binds a submodule to its package's attribute when it first loads it; the API's function keeps
+    the name (as with the old eager ``__init__``). The modules stay reachable by full path in ``sys.modules``
+    and through ``from landscape.analyses.hessian.trace import …``."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _EXPORTS and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+__all__ = ["ANALYSIS", *sorted(_EXPORTS)]

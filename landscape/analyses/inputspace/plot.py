@@ -1,0 +1,94 @@
+"""Figures of input-space results: median curve and inter-quartile band per model (and per pair type)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from landscape.core.figure import PlotOptions, save_figure
+
+_DEFAULT = PlotOptions()
+
+# panel title -> (x key, x label); per mode the panels are (y label, curves) pairs built by _series
+_X = {"around": ("radius", "radius ‖Δx‖ along the direction"), "between": ("alpha", "α  ((1 − α)·x_i + α·x_j)"),
+      "noise": ("sigma", "noise σ")}
+
+
+def _series(attrs: dict, arrays: dict) -> list[tuple[str, list[tuple[str, np.ndarray]]]]:
+    """Panels as ``(y label, [(group label, curves (n, N)), ...])``."""
+    mode = attrs["mode"]
+    if mode == "around":
+        n = arrays["radius"].size
+        return [("loss", [("", arrays["loss"].reshape(-1, n))]),
+                ("true-class probability", [("", arrays["prob"].reshape(-1, n))])]
+    if mode == "between":
+        same = arrays["same_class"].astype(bool)
+        groups = [(" same class", same), (" different class", ~same)]
+        return [("loss (mixup target)", [(g, arrays["loss"][m]) for g, m in groups if m.any()]),
+                ("probability of x_i's class", [(g, arrays["prob_i"][m]) for g, m in groups if m.any()])]
+    return [("loss", [("", arrays["loss"])]), ("accuracy", [("", arrays["acc"])])]
+
+
+def _band(ax, x: np.ndarray, curves: np.ndarray, label: str, color: str, linestyle: str = "-") -> None:
+    q25, med, q75 = np.nanpercentile(curves, [25, 50, 75], axis=0)
+    ax.plot(x, med, color=color, linestyle=linestyle, label=label)
+    ax.fill_between(x, q25, q75, color=color, alpha=0.2, linewidth=0)
+
+
+def _label(attrs: dict, path: str) -> str:
+    label = attrs.get("label")
+    return str(label) if label not in (None, "null", "") else Path(path).stem
+
+
+def _draw(paths: Sequence[str], labels: Sequence[str] | None, out: str, options: PlotOptions) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from landscape.analyses.inputspace.schema import read_inputspace
+    from landscape.errors import LandscapeError
+
+    loaded = [read_inputspace(p) for p in paths]
+    modes = {a["mode"] for a, _ in loaded}
+    if len(modes) > 1:
+        raise LandscapeError(f"cannot overlay input-space modes {', '.join(sorted(modes))}; compare one mode at a time")
+    mode = modes.pop()
+    xkey, xlabel = _X[mode]
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for k, ((attrs, arrays), path) in enumerate(zip(loaded, paths)):
+        name = labels[k] if labels else _label(attrs, path)
+        for ax, (ylabel, groups) in zip(axes, _series(attrs, arrays)):
+            for g, (glabel, curves) in enumerate(groups):
+                _band(ax, arrays[xkey], curves, f"{name}{glabel}", colors[k % len(colors)], ("-", "--")[g % 2])
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(ylabel)
+    if options.log:
+        axes[0].set_yscale("log")
+    axes[0].set_ylim(options.vmin, options.vmax)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    attrs0 = loaded[0][0]
+    detail = {"around": f"{attrs0.get('directions')} directions", "between": "pairs of real samples",
+              "noise": f"{attrs0.get('draws')} noise draws"}[mode]
+    fig.suptitle(options.title or f"input space, {mode} ({detail}): median and inter-quartile band")
+    fig.tight_layout()
+    save_figure(fig, out, dpi=options.dpi)
+
+
+def plot(path: str | os.PathLike[str], *, out: str, options: PlotOptions | None = None) -> None:
+    """One result: loss and probability (accuracy for noise) over the grid, median and inter-quartile band."""
+    options = options or _DEFAULT
+    _draw([os.fspath(path)], None, out, options)
+
+
+def compare(paths: Sequence[str | os.PathLike[str]], *, labels: Sequence[str] | None = None, out: str,
+            options: PlotOptions | None = None) -> None:
+    """Several results of one mode overlaid (e.g. ResNet vs FMMNet), one colour per file."""
+    options = options or _DEFAULT
+    _draw([os.fspath(p) for p in paths], labels, out, options)

@@ -1,0 +1,347 @@
+"""Loss surfaces: ``f(α) = L(θ + α·dx)`` and ``f(α, β) = L(θ + α·dx + β·dy)`` over a grid, resumably.
+
+The point loop :func:`compute_points` takes a flat list of point indices, so processes can share a grid by strided
+slices (:func:`landscape.core.grid.shard`). Each point writes ``θ + α·dx + β·dy`` from the base weights (no drift),
+optionally recalibrates BN statistics, and evaluates in inference mode over data materialised once on the device
+in one fixed, seeded order, accumulating in float64 with every batch weighted by its size.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from landscape.analyses.surface.directions import DirectionSet
+from landscape.core import params
+from landscape.core.budget import human_bytes, require_memory, warn_if_long
+from landscape.core.fs import output_lock
+from landscape.core.grid import Grid
+from landscape.core.params import Direction
+from landscape.errors import LandscapeError
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # per-sample losses, shape (B,)
+BNMode = Literal["eval", "recalibrate"]
+
+
+def cross_entropy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(outputs, targets, reduction="none")
+
+
+@dataclass(frozen=True)
+class PointResult:
+    """One evaluated point. ``stderr`` = s/√n of the per-sample losses (no finite-population correction)."""
+
+    index: int
+    loss: float
+    acc: float
+    stderr: float
+    n: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class SurfaceSettings:
+    """What defines a surface; a file is resumed only if these agree (see ``store.surface.IDENTITY_KEYS``)."""
+
+    checkpoint: str
+    checkpoint_sha256: str
+    model: str
+    dataset: str
+    split: str
+    seed: int
+    norm: str
+    ignore: str
+    dir_type: str
+    direction: str
+    xspec: str
+    yspec: str | None = None
+    bn: str = "eval"
+    recalibration_samples: int = 0
+    batch_size: int = 128
+    precision_target: float | None = None
+    min_samples: int = 4000
+    loss: str = "cross_entropy"
+    target: str | None = None
+    target_sha256: str | None = None
+    trajectory: str | None = None
+    eigenvectors: str | None = None
+
+
+@dataclass(frozen=True)
+class SurfaceResult:
+    """Outcome of :func:`compute_surface` (this run's share of the work)."""
+
+    path: str
+    shape: tuple[int, ...]
+    n_points: int
+    n_computed: int
+    n_forward: int
+    seconds: float
+    seed: int
+
+
+def _bn_modules(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, inputs: torch.Tensor, *, batch_size: int) -> int:
+    """Recompute BN running statistics from ``inputs``: a size-weighted average over batches, with only the BN
+    layers in train mode (dropout stays off). Returns the number of samples forwarded."""
+    bns = _bn_modules(model)
+    if not bns:
+        return 0
+    momenta = [m.momentum for m in bns]
+    try:
+        for m in bns:
+            m.reset_running_stats()
+            m.train()
+        seen = 0
+        for start in range(0, len(inputs), batch_size):
+            xb = inputs[start:start + batch_size]
+            for m in bns:  # running = running + nb/(seen+nb)·(batch − running): a size-weighted mean
+                m.momentum = len(xb) / (seen + len(xb))
+            model(xb)
+            seen += len(xb)
+    finally:
+        for m, mom in zip(bns, momenta):
+            m.momentum = mom
+            m.eval()
+    return len(inputs)
+
+
+def evaluate(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, batch_size: int,
+             loss_fn: LossFn = cross_entropy, precision_target: float | None = None,
+             min_samples: int = 4000) -> tuple[float, float, float, int]:
+    """Mean loss, accuracy, standard error s/√n and samples used, over ``inputs`` in their order.
+
+    With ``precision_target`` it stops after the first batch at which at least ``min_samples`` were seen and the
+    standard error is below the target. Accuracy is NaN for non-integer targets.
+    """
+    total = len(inputs)
+    classify = not targets.is_floating_point()
+    # Per-sample losses go into one float64 buffer (one copy per batch, no per-batch reductions: the loop costs
+    # little more than the forward passes); mean and variance are taken once, two-pass, in float64.
+    losses = torch.empty(total, dtype=torch.float64, device=inputs.device)
+    hits = torch.zeros(total if classify else 0, dtype=torch.bool, device=inputs.device)
+    count, shift, s1, s2 = 0, 0.0, 0.0, 0.0
+    with torch.inference_mode():
+        for start in range(0, total, batch_size):
+            stop = min(start + batch_size, total)
+            out = model(inputs[start:stop])
+            losses[start:stop] = loss_fn(out, targets[start:stop]).reshape(-1)
+            if classify:
+                torch.eq(out.argmax(dim=1), targets[start:stop], out=hits[start:stop])
+            count = stop
+            if precision_target is not None:
+                # Running sums around a shift (the first batch's mean) keep the variance free of cancellation.
+                seg = losses[start:stop]
+                if start == 0:
+                    shift = float(seg.mean())
+                seg = seg - shift
+                s1, s2 = s1 + float(seg.sum()), s2 + float((seg * seg).sum())
+                if min_samples <= count < total and count > 1:
+                    var = max(s2 - s1 * s1 / count, 0.0) / (count - 1)
+                    if math.sqrt(var / count) < precision_target:
+                        break
+    used = losses[:count]
+    loss = float(used.mean())
+    stderr = float(used.std() / math.sqrt(count)) if count > 1 and math.isfinite(loss) else math.nan
+    acc = float(hits[:count].sum()) / count if classify else math.nan
+    return loss, acc, stderr, count
+
+
+def compute_points(model: nn.Module, indices: Sequence[int], *, grid: Grid, base: Direction,
+                   directions: Sequence[Direction], inputs: torch.Tensor, targets: torch.Tensor, batch_size: int,
+                   loss_fn: LossFn = cross_entropy, bn: BNMode = "eval", recal_inputs: torch.Tensor | None = None,
+                   precision_target: float | None = None, min_samples: int = 4000) -> Iterator[PointResult]:
+    """Evaluate the grid points ``indices`` (flat, see :class:`Grid`) one by one; the model is restored (weights,
+    buffers, train/eval mode) when the iterator ends or is closed."""
+    if bn == "recalibrate" and recal_inputs is None:
+        raise LandscapeError("bn='recalibrate' needs recalibration inputs")
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    modes = {m: m.training for m in model.modules()}
+    live = params.live_tensors(model, base.keys())
+    try:
+        model.eval()
+        for index in indices:
+            t0 = time.perf_counter()
+            params.set_tensors(live, base, zip(grid.coefficients(index), directions))
+            if bn == "recalibrate":
+                recalibrate_bn(model, recal_inputs, batch_size=batch_size)
+            loss, acc, stderr, n = evaluate(model, inputs, targets, batch_size=batch_size, loss_fn=loss_fn,
+                                            precision_target=precision_target, min_samples=min_samples)
+            if inputs.is_cuda:
+                torch.cuda.synchronize(inputs.device)
+            yield PointResult(int(index), loss, acc, stderr, n, time.perf_counter() - t0)
+    finally:
+        with torch.no_grad():
+            model.load_state_dict(saved)
+        for m, training in modes.items():
+            m.train(training)
+
+
+def ordered_data(inputs: torch.Tensor, targets: torch.Tensor, *, seed: int, device: torch.device | str
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The evaluation data on ``device`` once, in the fixed seeded order every point uses."""
+    order = torch.randperm(len(inputs), generator=torch.Generator().manual_seed(int(seed)))
+    return inputs[order].to(device).contiguous(), targets[order].to(device).contiguous()
+
+
+# Bytes of memory per grid point: a file holds five float64/int64 values and a done flag a point (41 bytes); it is
+# built in memory when created (twice that while the buffer grows) and read back whole by info, plot and a resume,
+# which also lists the points still to do (8 bytes each).
+BYTES_PER_POINT = 2 * (5 * 8 + 1) + 8
+
+
+def check_grid_fits(grid: Grid, *, available: int | None = None) -> None:
+    """Refuse, up front and with the estimate, a grid whose arrays cannot be held in memory."""
+    shape = "×".join(str(n) for n in grid.shape)
+    require_memory(float(grid.size) * BYTES_PER_POINT, available=available,
+                   what=f"a {shape} grid ({grid.size:,} points, {human_bytes(BYTES_PER_POINT)} each)",
+                   fix="use fewer points (NUM in MIN:MAX:NUM)")
+
+
+def compute_surface(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, out: str | os.PathLike[str],
+                    grid: Grid, settings: SurfaceSettings, directions: Callable[[], DirectionSet],
+                    loss_fn: LossFn = cross_entropy, recal_inputs: torch.Tensor | None = None,
+                    device: torch.device | str = "cpu", overwrite: bool = False, progress: bool = True,
+                    callback: Callable[[PointResult], None] | None = None) -> SurfaceResult:
+    """Compute (or resume) the surface stored in ``out``, on the model's device.
+
+    The output lock on ``out`` is held for the whole run (a second run is refused, naming this one). A grid that
+    cannot be held is refused before any work; after the first point, a warning gives the time the rest will take
+    when that is over a day (the first point's measured time × the points left). A failed write stops the run with
+    one line, keeping the finished points.
+
+    ``directions`` is called only when a new file is made; a resumed run uses the directions stored in the file,
+    after :func:`landscape.analyses.surface.schema.check_settings` has confirmed the settings agree.
+    """
+    from tqdm.auto import tqdm
+
+    from landscape.analyses.surface import schema as store
+
+    s = settings
+    if s.bn == "recalibrate" and s.dir_type == "states":
+        raise LandscapeError("--bn recalibrate recomputes the BN statistics that --dir-type states perturbs; "
+                             "choose one of them")
+    if s.precision_target is not None and not s.precision_target > 0:
+        raise LandscapeError(f"--precision-target must be positive, got {s.precision_target}")
+    if (grid.y is None) != (s.yspec is None):
+        raise LandscapeError("settings.yspec and the grid disagree on 1D versus 2D")
+    check_grid_fits(grid)
+    t_start = time.perf_counter()
+    device = next(model.parameters()).device  # the data go where the model is
+    attrs: dict[str, Any] = {**asdict(s), "n_samples": len(inputs), "device": str(device)}
+    base = params.get_tensors(model, dir_type=s.dir_type)  # type: ignore[arg-type]
+    n_forward, n_todo = 0, 0
+    # One writer per output: the lock is taken before the existence check and held to the end, so a second run
+    # (with or without overwrite) is refused with one line instead of replacing or filling this run's file.
+    with output_lock(out):
+        resume = os.path.exists(out) and not overwrite
+        if resume:
+            store.check_settings(out, attrs)
+            stored = store.read(out)  # validated: a damaged file is one line
+            if stored.loss.shape != grid.shape or not np.array_equal(stored.x, grid.x.coords) or (
+                    grid.y is not None and not np.array_equal(stored.y, grid.y.coords)):
+                raise LandscapeError(f"{out} is damaged: its coordinates do not match xspec/yspec; use --overwrite "
+                                     "to start afresh")
+            found = store.read_directions(out)
+            dirs = [params.from_numpy(found[a], like=base) for a in ("x", "y") if a in found]
+        else:
+            ds = directions()
+            dirs = [ds.x] if ds.y is None else [ds.x, ds.y]
+            attrs.update({k: v for k, v in ds.info.items()})
+            store.create(out, attrs=attrs, x=grid.x.coords, y=None if grid.y is None else grid.y.coords,
+                         split=s.split, directions={a: params.to_numpy(d) for a, d in zip("xy", dirs)},
+                         trajectory=ds.path)
+        xs, ys = ordered_data(inputs, targets, seed=s.seed, device=device)
+        recal = None if recal_inputs is None else recal_inputs.to(device)
+        with store.Writer(out, split=s.split) as writer:
+            # Points flagged done whose values a failed write lost were unmarked by the writer: computed again.
+            todo = np.flatnonzero(~writer.done.reshape(-1))
+            n_todo = len(todo)
+            with tqdm(total=grid.size, initial=grid.size - n_todo, desc="surface", unit="pt",
+                      disable=not progress or None, dynamic_ncols=True) as bar:
+                points = compute_points(model, todo, grid=grid, base=base, directions=dirs, inputs=xs,
+                                        targets=ys, batch_size=s.batch_size, loss_fn=loss_fn,
+                                        bn=s.bn,  # type: ignore[arg-type]
+                                        recal_inputs=recal, precision_target=s.precision_target,
+                                        min_samples=s.min_samples)
+                try:
+                    for k, r in enumerate(points):
+                        writer.write(grid.unravel(r.index), loss=r.loss, acc=r.acc, stderr=r.stderr, n=r.n,
+                                     seconds=r.seconds)
+                        if k == 0:  # the time estimate: the first point, measured, times the points left
+                            warn_if_long(r.seconds * n_todo, what=f"the surface {out} ({n_todo} points)")
+                        n_forward += r.n + (0 if recal is None else len(recal))
+                        bar.update(1)
+                        if callback is not None:
+                            callback(r)
+                finally:
+                    points.close()
+    return SurfaceResult(os.fspath(out), grid.shape, grid.size, n_todo, n_forward,
+                         time.perf_counter() - t_start, s.seed)
+
+
+def flatness(x: np.ndarray, y: np.ndarray | None, loss: np.ndarray, *, fractions: Sequence[float] = (0.1, 0.25, 0.5, 1.0)
+             ) -> dict[str, Any]:
+    """Flatness around the centre (coefficients 0): loss rise (mean and max) on circles of radius r, with r a
+    fraction of the largest radius inside the grid, and the curvature of a quadratic least-squares fit to the
+    points nearest the centre (1D: second derivative; 2D: Hessian eigenvalues in grid coordinates)."""
+    from scipy.interpolate import RegularGridInterpolator
+
+    axes = [x] if y is None else [x, y]
+    # The centre must be a grid point: an interpolated "centre loss" between two points is not the checkpoint's.
+    # np.linspace can give ±1e-16 where 0 is meant: within 1e-9 of the axis span counts as the centre.
+    zero = [np.flatnonzero(np.abs(a) <= 1e-9 * max(np.ptp(a), 1e-300)) for a in axes]
+    if any(z.size == 0 for z in zero):
+        return {"note": "the grid has no point at the centre (coefficient 0); choose MIN:MAX:NUM with 0 on the "
+                        "grid (e.g. an odd NUM for a symmetric range) for a flatness summary"}
+    vals = np.where(np.isfinite(loss), loss, np.nan)
+    interp = (lambda pts: np.interp(pts[:, 0], x, vals)) if y is None else RegularGridInterpolator(
+        (x, y), vals, bounds_error=False)
+    centre = float(vals[tuple(int(z[0]) for z in zero)])
+    rmax = min(min(-a[0], a[-1]) for a in axes)
+    out: dict[str, Any] = {"centre_loss": centre, "radii": [], "rise_mean": [], "rise_max": []}
+    angles = np.array([0.0, np.pi]) if y is None else np.linspace(0, 2 * np.pi, 64, endpoint=False)
+    for frac in fractions if rmax > 0 else ():
+        r = frac * rmax
+        pts = np.column_stack([r * np.cos(angles)] + ([] if y is None else [r * np.sin(angles)]))
+        rise = interp(pts) - centre
+        finite = rise[np.isfinite(rise)]  # points next to a diverged one interpolate to NaN: left out
+        out["radii"].append(r)
+        out["rise_mean"].append(float(finite.mean()) if finite.size else float("nan"))
+        out["rise_max"].append(float(finite.max()) if finite.size else float("nan"))
+    # Quadratic fit on the k nearest finite points: enough to pin the model, close enough to be local.
+    grids = np.meshgrid(*axes, indexing="ij")
+    coords = np.column_stack([g.reshape(-1) for g in grids])
+    v = vals.reshape(-1)
+    ok = np.isfinite(v)
+    coords, v = coords[ok], v[ok]
+    k = 5 if y is None else 21
+    if len(v) < (3 if y is None else 6):
+        return out
+    near = np.argsort(np.linalg.norm(coords, axis=1), kind="stable")[:k]
+    c, f = coords[near], v[near]
+    if y is None:
+        design = np.column_stack([np.ones(len(c)), c[:, 0], 0.5 * c[:, 0] ** 2])
+        sol = np.linalg.lstsq(design, f, rcond=None)[0]
+        out["curvature"] = [float(sol[2])]
+    else:
+        a, b = c[:, 0], c[:, 1]
+        design = np.column_stack([np.ones(len(c)), a, b, 0.5 * a * a, a * b, 0.5 * b * b])
+        sol = np.linalg.lstsq(design, f, rcond=None)[0]
+        hess = np.array([[sol[3], sol[4]], [sol[4], sol[5]]])
+        out["curvature"] = [float(e) for e in np.linalg.eigvalsh(hess)]
+    out["fit_radius"] = float(np.linalg.norm(c, axis=1).max())
+    return out

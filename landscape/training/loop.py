@@ -1,0 +1,341 @@
+"""SGD training with per-epoch metrics, trajectory checkpoints, exact resume and step callbacks.
+
+A run folder holds ``metrics.csv``, ``epoch_0000.pt`` (the initial weights), ``epoch_XXXX.pt`` every
+``save_every`` epochs and at the last epoch, ``final.pt``, and ``last.pt`` (optimizer and RNG state for
+``resume``). On CPU a resumed run ends bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import errno
+import io
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from landscape.core.checkpoint import (
+    architecture_difference,
+    checkpoint_meta,
+    read_checkpoint_file,
+    save_checkpoint,
+)
+from landscape.core.data import augment as augment_batch
+from landscape.core.device import resolve_device
+from landscape.core.fs import atomic_path, ensure_writable_dir, output_lock
+from landscape.errors import LandscapeError
+
+SCHEDULES = ("cosine", "step", "constant")
+_METRIC_FIELDS = ["epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"]
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a callback sees at each step: after ``backward()`` (``p.grad`` = ∇L(W; B)), before the update."""
+
+    model: nn.Module
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    loss: float
+    step: int
+    epoch: int
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Where the run is and how it went."""
+
+    out_dir: Path
+    final_checkpoint: Path
+    metrics: list[dict[str, float]] = field(repr=False)
+    steps: int
+    seconds: float
+    resumed_from_epoch: int
+
+
+def lr_at(step: int, *, total_steps: int, lr: float, schedule: str) -> float:
+    """Learning rate at a global step: cosine to 0, step (×0.1 at 50% and 75%), or constant."""
+    frac = step / max(total_steps, 1)
+    if schedule == "cosine":
+        return lr * 0.5 * (1.0 + math.cos(math.pi * frac))
+    if schedule == "step":
+        return lr * (0.1 ** ((frac >= 0.5) + (frac >= 0.75)))
+    return lr
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], *, batch_size: int = 512,
+    device: torch.device | str = "cpu",
+) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over ``data`` in eval mode (sums in float64, weighted by batch size)."""
+    was_training = model.training
+    model.eval()
+    x, y = data
+    total_loss, correct = 0.0, 0
+    try:
+        for i in range(0, len(y), batch_size):
+            xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
+            out = model(xb)
+            total_loss += F.cross_entropy(out, yb, reduction="sum").double().item()
+            correct += int((out.argmax(1) == yb).sum())
+    finally:
+        model.train(was_training)
+    return total_loss / len(y), correct / len(y)
+
+
+def trajectory(run_dir: str | os.PathLike[str]) -> list[Path]:
+    """The run's model checkpoints in training order (``epoch_0000.pt`` … the last epoch)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise LandscapeError(f"training run folder not found: {run_dir}")
+    files = sorted(run_dir.glob("epoch_*.pt"))
+    if len(files) < 2:
+        raise LandscapeError(f"{run_dir} holds {len(files)} epoch_*.pt checkpoint(s); a trajectory needs at least 2")
+    return files
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Turn a failed write of ``path`` (full disk, quota, file-size limit, I/O error) into one line."""
+    try:
+        yield
+    except OSError as exc:
+        raise LandscapeError(f"cannot write {path}: {exc.strerror or exc}; free some space or choose another "
+                             "out_dir, then resume") from None
+    except RuntimeError as exc:
+        # torch.save reports a failed write as RuntimeError ("PytorchStreamWriter failed writing file ...").
+        text = str(exc)
+        if "write" not in text.lower():
+            raise
+        reason = next((os.strerror(code) for code in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO)
+                       if os.strerror(code).lower() in text.lower()), "the write failed")
+        raise LandscapeError(f"cannot write {path}: {reason}; free some space or choose another out_dir, "
+                             "then resume") from None
+
+
+def _write_metrics(path: Path, rows: list[dict[str, float]]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=_METRIC_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    with _writing(path), atomic_path(path) as tmp:
+        tmp.write_text(buf.getvalue())
+
+
+def _save(path: Path, model: nn.Module, meta: dict[str, Any], **extra: Any) -> Path:
+    with _writing(path):
+        return save_checkpoint(path, model, meta, **extra)
+
+
+def _check_finite(model: nn.Module, losses: dict[str, float], *, epoch: int) -> None:
+    """Refuse an epoch whose weights, buffers or losses are not finite: the run diverged.
+
+    The loss is checked before every step, so only this check catches a blow-up by the epoch's last update.
+    """
+    for kind, tensors in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
+        for name, t in tensors:
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                bad = int((~torch.isfinite(t)).sum())
+                raise LandscapeError(f"training diverged at epoch {epoch}: {kind} {name} has {bad} non-finite "
+                                     "value(s); lower --lr")
+    for name, value in losses.items():
+        if not math.isfinite(value):
+            raise LandscapeError(f"training diverged at epoch {epoch}: {name} is {value}; lower --lr")
+
+
+def _call(callbacks: Sequence[Any], method: str, *args: Any, **kwargs: Any) -> None:
+    for cb in callbacks:
+        fn = getattr(cb, method, None)
+        if fn is not None:
+            fn(*args, **kwargs)
+
+
+def train(
+    model: nn.Module,
+    train_data: tuple[torch.Tensor, torch.Tensor],
+    test_data: tuple[torch.Tensor, torch.Tensor] | None,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    schedule: str = "cosine",
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    out_dir: str | os.PathLike[str],
+    save_every: int = 1,
+    resume: bool = False,
+    augment: bool = False,
+    callbacks: Sequence[Any] = (),
+    meta: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``model`` with SGD on ``train_data``; see the module docstring for the run folder."""
+    if schedule not in SCHEDULES:
+        raise LandscapeError(f"schedule='{schedule}'; use one of {', '.join(SCHEDULES)}")
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("save_every", save_every)):
+        if value < 1:
+            raise LandscapeError(f"{name}={value} must be at least 1")
+    if not (math.isfinite(lr) and lr > 0):
+        raise LandscapeError(f"--lr {lr} must be a finite positive number")
+    for name, value in (("momentum", momentum), ("weight-decay", weight_decay)):
+        if not (math.isfinite(value) and value >= 0):
+            raise LandscapeError(f"--{name} {value} must be a finite number ≥ 0")
+    device = resolve_device(device)
+    # One writer per run folder, from before anything in it is read or created to the end: two runs into one
+    # folder would interleave their epochs and probe rows.
+    with output_lock(out_dir):
+        out = ensure_writable_dir(out_dir)
+        _sweep_temp_files(out)
+        return _train_locked(
+            model, train_data, test_data, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
+            weight_decay=weight_decay, schedule=schedule, seed=seed, device=device, out=out, save_every=save_every,
+            resume=resume, augment=augment, callbacks=callbacks, meta=meta, progress=progress)
+
+
+# The files a run writes (temporary names ``.NAME.XXXX.tmp``); other commands' files in the folder are left alone,
+# since their writers may be running now under their own locks.
+_RUN_FILES = ("metrics.csv", "last.pt", "final.pt", "epoch_*.pt", "predictiveness.h5")
+
+
+def _sweep_temp_files(out: Path) -> None:
+    """Remove temporary files that a run killed mid-write left in ``out`` (call only under the folder's lock)."""
+    stale = [tmp for name in _RUN_FILES for tmp in out.glob(f".{name}.*.tmp")]
+    for tmp in [*stale, out / "metrics.csv.tmp"]:  # metrics.csv.tmp: the name older versions used
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def _train_locked(
+    model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor],
+    test_data: tuple[torch.Tensor, torch.Tensor] | None, *, epochs: int, batch_size: int, lr: float,
+    momentum: float, weight_decay: float, schedule: str, seed: int, device: torch.device, out: Path,
+    save_every: int, resume: bool, augment: bool, callbacks: Sequence[Any], meta: dict[str, Any] | None,
+    progress: bool,
+) -> TrainResult:
+    """The body of :func:`train`, run while holding the lock of ``out``."""
+    config = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "momentum": momentum,
+              "weight_decay": weight_decay, "schedule": schedule, "seed": seed, "augment": augment,
+              "n_train": len(train_data[1])}
+    meta = dict(meta or {})
+    model.to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    generator = torch.Generator().manual_seed(seed)
+    rows: list[dict[str, float]] = []
+    start_epoch = 0
+    last = out / "last.pt"
+    if resume and last.exists():
+        state = read_checkpoint_file(last)
+        saved_meta = checkpoint_meta(state, last)
+        saved = saved_meta.get("train_config", {})
+        diff = [f"{k}: run {saved.get(k)!r} vs now {v!r}" for k, v in config.items() if saved.get(k) != v]
+        now_meta = {**getattr(model, "landscape_spec", {}), **meta}
+        if arch := architecture_difference(saved_meta, now_meta):
+            diff.insert(0, f"model: run vs now {arch}")
+        if saved_meta.get("dataset") != now_meta.get("dataset"):
+            diff.insert(0, f"dataset: run {saved_meta.get('dataset')!r} vs now {now_meta.get('dataset')!r}")
+        if diff:
+            raise LandscapeError(f"cannot resume {out} with other settings ({'; '.join(diff)})")
+        model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        try:
+            rows = json.loads(state["metrics_rows"])
+        except (KeyError, TypeError, ValueError):
+            raise LandscapeError(f"{last} lacks readable training state (metrics_rows); delete it and start the run "
+                                 "afresh, or restore it from a backup") from None
+        start_epoch = int(state["epoch"])
+    elif not resume and (last.exists() or (out / "final.pt").exists()):
+        raise LandscapeError(f"{out} already holds a training run; add --resume to continue it or choose another --out")
+
+    x_train, y_train = train_data[0].to(device), train_data[1].to(device)
+    n = len(y_train)
+    steps_per_epoch = math.ceil(n / batch_size)
+    total_steps = epochs * steps_per_epoch
+    step = start_epoch * steps_per_epoch
+
+    def ckpt_meta(epoch: int) -> dict[str, Any]:
+        return {**meta, "epoch": epoch, "step": epoch * steps_per_epoch, "seed": seed,
+                "metrics": rows[-1] if rows else {}, "train_config": config}
+
+    if start_epoch == 0:
+        _save(out / "epoch_0000.pt", model, ckpt_meta(0))
+    _call(callbacks, "on_train_begin", model=model, start_step=step, resumed=start_epoch > 0)
+    t0 = time.perf_counter()
+    bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", disable=not progress, leave=False)
+    try:
+        for epoch in range(start_epoch + 1, epochs + 1):
+            model.train()
+            perm = torch.randperm(n, generator=generator).to(device)
+            loss_sum, correct = 0.0, 0
+            for i in range(0, n, batch_size):
+                idx = perm[i:i + batch_size]
+                xb, yb = x_train[idx], y_train[idx]
+                if augment:
+                    xb = augment_batch(xb, generator=generator)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr_at(step, total_steps=total_steps, lr=lr, schedule=schedule)
+                optimizer.zero_grad(set_to_none=True)
+                outputs = model(xb)
+                loss = F.cross_entropy(outputs, yb)
+                loss.backward()
+                loss_value = loss.item()
+                if not math.isfinite(loss_value):
+                    raise LandscapeError(f"training diverged at epoch {epoch}, step {step} (loss {loss_value}); lower --lr")
+                _call(callbacks, "on_step", StepContext(model, xb, yb, loss_value, step, epoch, F.cross_entropy))
+                optimizer.step()
+                loss_sum += loss_value * len(yb)
+                correct += int((outputs.argmax(1) == yb).sum())
+                step += 1
+                bar.update(1)
+            row = {"epoch": epoch, "step": step, "lr": optimizer.param_groups[0]["lr"],
+                   "train_loss": loss_sum / n, "train_acc": correct / n,
+                   "test_loss": float("nan"), "test_acc": float("nan"),
+                   "seconds": time.perf_counter() - t0}
+            losses = {"train loss": row["train_loss"]}
+            if test_data is not None:
+                row["test_loss"], row["test_acc"] = evaluate(model, test_data, device=device)
+                losses["test loss"] = row["test_loss"]
+            else:  # without a test set, the last batch shows whether the epoch's last update blew up
+                losses["loss after the last step"] = evaluate(model, (xb, yb), device=device)[0]
+            # Before any of the epoch's files: a diverged epoch must not be saved, nor final.pt claim success.
+            _check_finite(model, losses, epoch=epoch)
+            rows.append(row)
+            bar.set_postfix(epoch=epoch, loss=f"{row['train_loss']:.3f}", test_acc=f"{row['test_acc']:.3f}")
+            _write_metrics(out / "metrics.csv", rows)
+            if epoch % save_every == 0 or epoch == epochs:
+                _save(out / f"epoch_{epoch:04d}.pt", model, ckpt_meta(epoch))
+            _call(callbacks, "on_epoch_end", epoch=epoch, metrics=row)
+            # last.pt is written after everything else of the epoch, so a crash never skips an epoch's files.
+            _save(last, model, ckpt_meta(epoch), optimizer=optimizer.state_dict(), generator=generator.get_state(),
+                  epoch=epoch, metrics_rows=json.dumps(rows))
+    finally:
+        bar.close()
+    _call(callbacks, "on_train_end")
+    # A resumed run that was already complete never ran an epoch above: check the weights it would call final.
+    _check_finite(model, {}, epoch=epochs)
+    final = _save(out / "final.pt", model, ckpt_meta(epochs))
+    return TrainResult(out, final, rows, step, time.perf_counter() - t0, start_epoch)
+
+
+def seeded_model(name: str, *, num_classes: int, in_channels: int, seed: int, **options: Any) -> nn.Module:
+    """Build a model whose initial weights depend on ``seed`` only (the global RNG is left as found)."""
+    from landscape.models import build_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(name, num_classes=num_classes, in_channels=in_channels, **options)
