@@ -29,6 +29,8 @@ class Analysis:
     plot: Callable[..., Any]  # plot(path, *, out, options: PlotOptions)
     compare: Callable[..., Any]  # compare(paths, *, labels, out, options: PlotOptions)
     summary: Callable[[Path], list[str]] | None = None
+    # load(path) -> the result read back, for ``landscape.load`` (the analysis's result type where it has one).
+    load: Callable[..., Any] | None = None
     # info also lists the file's datasets after the summary (the surface summary says all there is to say).
     info_lists_datasets: bool = True
 

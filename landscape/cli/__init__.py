@@ -5,6 +5,11 @@ The generic commands live here, one module each; every analysis's command comes 
 """
 
 import importlib
+import os
+
+# The command line draws into files: no window, whatever the machine. Only the CLI chooses a backend, so
+# notebooks using the library keep theirs (matplotlib reads this when it is first imported).
+os.environ.setdefault("MPLBACKEND", "Agg")
 
 from landscape.analyses import ANALYSES
 from landscape.cli._group import main

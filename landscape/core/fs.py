@@ -68,9 +68,17 @@ def lock_path(path: str | os.PathLike[str]) -> Path:
 
 
 def _holder(lock: Path) -> str:
-    try:
-        info = json.loads(lock.read_text() or "{}")
-    except (OSError, ValueError):
+    # The holder writes its note just after taking the lock: a refusal in that instant waits briefly for it.
+    info: dict = {}
+    for _ in range(40):
+        try:
+            info = json.loads(lock.read_text() or "{}")
+        except (OSError, ValueError):
+            info = {}
+        if info.get("pid") is not None:
+            break
+        time.sleep(0.025)
+    if info.get("pid") is None:
         return "another landscape process"
     pid, host, since = info.get("pid"), info.get("host"), info.get("since")
     when = time.strftime("%H:%M:%S", time.localtime(since)) if isinstance(since, (int, float)) else "?"

@@ -49,7 +49,7 @@ class Provenance:
     device: str = "cpu"
     dtype: str = "float32"
     threads: int = 1
-    torch_version: str = torch.__version__
+    torch_version: str = str(torch.__version__)  # a TorchVersion (str subclass) that h5py cannot store
     library_version: str = __version__
     python_version: str = platform.python_version()
 

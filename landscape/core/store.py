@@ -110,7 +110,9 @@ def guard_read(func: F) -> F:
 def _attr_value(value: Any) -> Any:
     if value is None:
         return "null"
-    if isinstance(value, (str, bool, int, float, np.integer, np.floating, np.bool_)):
+    if isinstance(value, str):
+        return str(value)  # a str subclass (torch's TorchVersion) would reach h5py as a numpy unicode array
+    if isinstance(value, (bool, int, float, np.integer, np.floating, np.bool_)):
         return value
     if isinstance(value, np.ndarray):
         return value

@@ -15,6 +15,7 @@ ANALYSIS = Analysis(
     plot=lazy("landscape.analyses.attention.plot", "plot"),
     compare=lazy("landscape.analyses.attention.plot", "compare"),
     summary=lazy("landscape.analyses.attention.summary", "summary"),
+    load=lazy("landscape.analyses.attention.schema", "read_attention"),
 )
 
 __all__ = ["ANALYSIS"]

@@ -15,9 +15,6 @@ _DEFAULT = PlotOptions()
 
 
 def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt

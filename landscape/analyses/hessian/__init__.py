@@ -22,6 +22,7 @@ ANALYSIS = Analysis(
     plot=lazy("landscape.analyses.hessian.plot", "plot"),
     compare=lazy("landscape.analyses.hessian.plot", "compare"),
     summary=lazy("landscape.analyses.hessian.summary", "summary"),
+    load=lazy("landscape.analyses.hessian.schema", "read_hessian"),
 )
 
 # public name -> the module of this package that defines it

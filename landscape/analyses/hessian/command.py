@@ -152,7 +152,11 @@ def hessian(checkpoint: str, top_k: int, which: str, tol: float, max_iter: int |
             n_hvp += pl.n_hvp
     # PyHessian's trace is always Hutchinson's, whatever --trace-method says.
     used_trace_method = "hutchinson" if backend == "pyhessian" else trace_method
-    attrs = {"checkpoint": os.path.abspath(checkpoint), "checkpoint_sha256": meta.get("sha256"),
+    from landscape.core.provenance import provenance
+
+    record = provenance(model, checkpoint_meta=meta, dataset=name, data_dir=data_dir or meta.get("data_dir"),
+                        split=split, n_samples=len(inputs), subset=n_samples is not None, seed=seed)
+    attrs = {**record.attrs(), "checkpoint": os.path.abspath(checkpoint), "checkpoint_sha256": meta.get("sha256"),
              "model": meta.get("model"), "dataset": name, "split": split, "n_samples": len(inputs),
              "batch_size": batch_size, "seed": seed, "mode": mode, "backend": backend, "which": which,
              "k": top_k, "tol": tol, "probes": probes if do_trace or per_layer else None,

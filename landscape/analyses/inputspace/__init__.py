@@ -15,6 +15,7 @@ ANALYSIS = Analysis(
     plot=lazy("landscape.analyses.inputspace.plot", "plot"),
     compare=lazy("landscape.analyses.inputspace.plot", "compare"),
     summary=lazy("landscape.analyses.inputspace.summary", "summary"),
+    load=lazy("landscape.analyses.inputspace.schema", "read_inputspace"),
 )
 
 __all__ = ["ANALYSIS"]

@@ -44,9 +44,6 @@ def _label(attrs: dict, path: str) -> str:
 
 
 def _draw(paths: Sequence[str], labels: Sequence[str] | None, out: str, options: PlotOptions) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from landscape.analyses.inputspace.schema import read_inputspace

@@ -15,6 +15,7 @@ ANALYSIS = Analysis(
     plot=lazy("landscape.analyses.predictiveness.plot", "plot"),
     compare=lazy("landscape.analyses.predictiveness.plot", "compare"),
     summary=lazy("landscape.analyses.predictiveness.summary", "summary"),
+    load=lazy("landscape.analyses.predictiveness.schema", "read"),
 )
 
 __all__ = ["ANALYSIS"]

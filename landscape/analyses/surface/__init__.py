@@ -16,6 +16,7 @@ ANALYSIS = Analysis(
     compare=lazy("landscape.analyses.surface.plot", "compare"),
     summary=lazy("landscape.analyses.surface.summary", "summary"),
     info_lists_datasets=False,
+    load=lazy("landscape.analyses.surface.result", "load"),
 )
 
 __all__ = ["ANALYSIS"]

@@ -137,8 +137,12 @@ def surface(checkpoint: str, xspec: str, yspec: str | None, direction: str, targ
             eigen_path=eigenvectors)
 
     out = out or default_output(checkpoint, two_d=grid.y is not None, direction=direction, split=split)
+    from landscape.core.provenance import provenance
+
+    record = provenance(model, checkpoint_meta=meta, dataset=name, data_dir=ddir, split=split,
+                        n_samples=len(inputs), subset=n_samples is not None, seed=seed)
     result = compute_surface(model, inputs, targets, out=out, grid=grid, settings=settings,
                              directions=make_directions, recal_inputs=recal, overwrite=overwrite,
-                             progress=not quiet)
+                             progress=not quiet, attrs=record.attrs())
     click.echo(f"{out}: {result.n_computed} point(s) computed, {result.n_points} in all, "
                f"{result.seconds:.1f} s ({result.n_forward} samples forwarded)")

@@ -8,21 +8,24 @@ in one fixed, seeded order, accumulating in float64 with every batch weighted by
 
 from __future__ import annotations
 
-import math
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from landscape.analyses.surface.directions import DirectionSet
+
+if TYPE_CHECKING:
+    from landscape.analyses.surface.result import Surface
 from landscape.core import params
 from landscape.core.budget import human_bytes, require_memory, warn_if_long
+from landscape.core.evaluate import cross_entropy
+from landscape.core.evaluate import evaluate as core_evaluate
 from landscape.core.fs import output_lock
 from landscape.core.grid import Grid
 from landscape.core.params import Direction
@@ -31,9 +34,6 @@ from landscape.errors import LandscapeError
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # per-sample losses, shape (B,)
 BNMode = Literal["eval", "recalibrate"]
 
-
-def cross_entropy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(outputs, targets, reduction="none")
 
 
 @dataclass(frozen=True)
@@ -122,42 +122,11 @@ def recalibrate_bn(model: nn.Module, inputs: torch.Tensor, *, batch_size: int) -
 def evaluate(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, batch_size: int,
              loss_fn: LossFn = cross_entropy, precision_target: float | None = None,
              min_samples: int = 4000) -> tuple[float, float, float, int]:
-    """Mean loss, accuracy, standard error s/√n and samples used, over ``inputs`` in their order.
-
-    With ``precision_target`` it stops after the first batch at which at least ``min_samples`` were seen and the
-    standard error is below the target. Accuracy is NaN for non-integer targets.
-    """
-    total = len(inputs)
-    classify = not targets.is_floating_point()
-    # Per-sample losses go into one float64 buffer (one copy per batch, no per-batch reductions: the loop costs
-    # little more than the forward passes); mean and variance are taken once, two-pass, in float64.
-    losses = torch.empty(total, dtype=torch.float64, device=inputs.device)
-    hits = torch.zeros(total if classify else 0, dtype=torch.bool, device=inputs.device)
-    count, shift, s1, s2 = 0, 0.0, 0.0, 0.0
-    with torch.inference_mode():
-        for start in range(0, total, batch_size):
-            stop = min(start + batch_size, total)
-            out = model(inputs[start:stop])
-            losses[start:stop] = loss_fn(out, targets[start:stop]).reshape(-1)
-            if classify:
-                torch.eq(out.argmax(dim=1), targets[start:stop], out=hits[start:stop])
-            count = stop
-            if precision_target is not None:
-                # Running sums around a shift (the first batch's mean) keep the variance free of cancellation.
-                seg = losses[start:stop]
-                if start == 0:
-                    shift = float(seg.mean())
-                seg = seg - shift
-                s1, s2 = s1 + float(seg.sum()), s2 + float((seg * seg).sum())
-                if min_samples <= count < total and count > 1:
-                    var = max(s2 - s1 * s1 / count, 0.0) / (count - 1)
-                    if math.sqrt(var / count) < precision_target:
-                        break
-    used = losses[:count]
-    loss = float(used.mean())
-    stderr = float(used.std() / math.sqrt(count)) if count > 1 and math.isfinite(loss) else math.nan
-    acc = float(hits[:count].sum()) / count if classify else math.nan
-    return loss, acc, stderr, count
+    """``(loss, acc, stderr, n)`` from the one batched evaluator, :func:`landscape.core.evaluate.evaluate` (kept
+    for callers of the old tuple form)."""
+    r = core_evaluate(model, inputs, targets, batch_size=batch_size, loss_fn=loss_fn,
+                      precision_target=precision_target, min_samples=min_samples)
+    return r.loss, r.acc, r.stderr, r.n
 
 
 def compute_points(model: nn.Module, indices: Sequence[int], *, grid: Grid, base: Direction,
@@ -214,8 +183,9 @@ def check_grid_fits(grid: Grid, *, available: int | None = None) -> None:
 def compute_surface(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, out: str | os.PathLike[str],
                     grid: Grid, settings: SurfaceSettings, directions: Callable[[], DirectionSet],
                     loss_fn: LossFn = cross_entropy, recal_inputs: torch.Tensor | None = None,
-                    device: torch.device | str = "cpu", overwrite: bool = False, progress: bool = True,
-                    callback: Callable[[PointResult], None] | None = None) -> SurfaceResult:
+                    device: torch.device | str | None = None, overwrite: bool = False, progress: bool = True,
+                    callback: Callable[[PointResult], None] | None = None,
+                    attrs: dict[str, Any] | None = None) -> SurfaceResult:
     """Compute (or resume) the surface stored in ``out``, on the model's device.
 
     The output lock on ``out`` is held for the whole run (a second run is refused, naming this one). A grid that
@@ -240,8 +210,12 @@ def compute_surface(model: nn.Module, inputs: torch.Tensor, targets: torch.Tenso
         raise LandscapeError("settings.yspec and the grid disagree on 1D versus 2D")
     check_grid_fits(grid)
     t_start = time.perf_counter()
-    device = next(model.parameters()).device  # the data go where the model is
-    attrs: dict[str, Any] = {**asdict(s), "n_samples": len(inputs), "device": str(device)}
+    here = next(model.parameters()).device  # the data go where the model is
+    if device is not None and torch.device(device) != here:
+        raise LandscapeError(f"device={str(device)!r} but the model is on {here}; move the model first")
+    device = here
+    # Provenance (``attrs``: weights hash, model options, threads, versions …) first; the settings override it.
+    attrs = {**(attrs or {}), **asdict(s), "n_samples": len(inputs), "device": str(device)}
     base = params.get_tensors(model, dir_type=s.dir_type)  # type: ignore[arg-type]
     n_forward, n_todo = 0, 0
     # One writer per output: the lock is taken before the existence check and held to the end, so a second run
@@ -345,3 +319,98 @@ def flatness(x: np.ndarray, y: np.ndarray | None, loss: np.ndarray, *, fractions
         out["curvature"] = [float(e) for e in np.linalg.eigvalsh(hess)]
     out["fit_radius"] = float(np.linalg.norm(c, axis=1).max())
     return out
+
+
+def _loss_name(loss_fn: LossFn | None) -> str:
+    if loss_fn is None or loss_fn is cross_entropy:
+        return "cross_entropy"
+    return f"{getattr(loss_fn, '__module__', '?')}.{getattr(loss_fn, '__qualname__', type(loss_fn).__name__)}"
+
+
+def compute(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, xspec: str, yspec: str | None = None,
+            direction: str = "random", norm: str | None = None, ignore: str = "biasbn", dir_type: str = "weights",
+            target: nn.Module | None = None, trajectory: Iterable[nn.Module] | None = None,
+            eigenvectors: str | None = None, seed: int = 0, dataset: str | None = None, split: str = "train",
+            batch_size: int = 128, bn: str = "eval", recal_inputs: torch.Tensor | None = None,
+            precision_target: float | None = None, min_samples: int = 4000, loss_fn: LossFn | None = None,
+            out: str | os.PathLike[str] | None = None, overwrite: bool = False,
+            device: torch.device | str | None = None, progress: bool = False) -> Surface:
+    """A surface of an in-memory ``model`` (see :func:`landscape.surface`): computed in memory, or into ``out``
+    point by point and resumably. The model is identified by the hash of its tensors, so a file made from other
+    weights or settings is refused, never returned stale."""
+    from landscape.analyses.surface import schema
+    from landscape.analyses.surface.directions import build_directions
+    from landscape.analyses.surface.result import Surface
+    from landscape.core.grid import parse_axis
+    from landscape.core.provenance import provenance, weights_sha256
+
+    grid = Grid(parse_axis(xspec, name="x"), None if yspec is None else parse_axis(yspec, name="y"))
+    check_grid_fits(grid)
+    needs = {"target": ("target", target), "pca": ("trajectory", trajectory), "eigen": ("eigenvectors", eigenvectors)}
+    if direction not in ("random", *needs):
+        raise LandscapeError(f"direction={direction!r}; use random, target, pca or eigen")
+    for kind, (arg, value) in needs.items():
+        if kind == direction and value is None:
+            raise LandscapeError(f"direction={kind!r} needs {arg}=")
+        if kind != direction and value is not None:
+            raise LandscapeError(f"{arg}= applies to direction={kind!r} only (this call has direction={direction!r})")
+    here = next(model.parameters()).device
+    if device is not None and torch.device(device) != here:
+        raise LandscapeError(f"device={str(device)!r} but the model is on {here}; move the model first")
+    norm = norm or ("none" if direction == "eigen" else "filter")
+    loss = loss_fn or cross_entropy
+    trajectory = None if trajectory is None else list(trajectory)
+    prov = provenance(model, dataset=dataset, split=split, n_samples=len(inputs), seed=seed)
+    s = SurfaceSettings(
+        checkpoint="", checkpoint_sha256=prov.weights_sha256, model=str(prov.model), dataset=dataset or "tensors",
+        split=split, seed=seed, norm=norm, ignore=ignore, dir_type=dir_type, direction=direction, xspec=grid.x.spec,
+        yspec=None if grid.y is None else grid.y.spec, bn=bn,
+        recalibration_samples=0 if recal_inputs is None else len(recal_inputs), batch_size=batch_size,
+        precision_target=precision_target, min_samples=min_samples, loss=_loss_name(loss_fn),
+        target_sha256=None if target is None else weights_sha256(target),
+        trajectory=None if trajectory is None else f"{len(trajectory)} models, first "
+                                                      f"{weights_sha256(trajectory[0])[:16]}",
+        eigenvectors=None if eigenvectors is None else os.path.abspath(eigenvectors))
+
+    def make_directions() -> DirectionSet:
+        dt = dir_type  # type: ignore[assignment]
+        return build_directions(
+            direction, params.get_tensors(model, dir_type=dt), ndim=1 if grid.y is None else 2,  # type: ignore[arg-type]
+            seed=seed, norm=norm, ignore=ignore,  # type: ignore[arg-type]
+            target=None if target is None else params.get_tensors(target, dir_type=dt),
+            trajectory=None if trajectory is None else [params.get_tensors(m, dir_type=dt) for m in trajectory],
+            eigen_path=eigenvectors)
+
+    if out is not None:
+        compute_surface(model, inputs, targets, out=out, grid=grid, settings=s, directions=make_directions,
+                        loss_fn=loss, recal_inputs=recal_inputs, overwrite=overwrite, progress=progress,
+                        attrs=prov.attrs())
+        return Surface.from_file(out)
+    if s.bn == "recalibrate" and s.dir_type == "states":
+        raise LandscapeError("bn='recalibrate' recomputes the BN statistics that dir_type='states' perturbs; "
+                             "choose one of them")
+    ds = make_directions()
+    dirs = [ds.x] if ds.y is None else [ds.x, ds.y]
+    base = params.get_tensors(model, dir_type=dir_type)  # type: ignore[arg-type]
+    xs, ys = ordered_data(inputs, targets, seed=seed, device=here)
+    recal = None if recal_inputs is None else recal_inputs.to(here)
+    arrays = {k: np.full(grid.shape, np.nan) for k in ("loss", "acc", "stderr", "seconds")}
+    n_eval = np.full(grid.shape, -1, dtype=np.int64)
+    points = compute_points(model, range(grid.size), grid=grid, base=base, directions=dirs, inputs=xs,
+                            targets=ys, batch_size=batch_size, loss_fn=loss, bn=bn,  # type: ignore[arg-type]
+                            recal_inputs=recal, precision_target=precision_target, min_samples=min_samples)
+    from tqdm.auto import tqdm
+
+    with tqdm(total=grid.size, desc="surface", unit="pt", disable=not progress or None) as bar:
+        for r in points:
+            at = grid.unravel(r.index)
+            for key, value in (("loss", r.loss), ("acc", r.acc), ("stderr", r.stderr), ("seconds", r.seconds)):
+                arrays[key][at] = value
+            n_eval[at] = r.n
+            bar.update(1)
+    attrs = {**prov.attrs(), **asdict(s), "n_samples": len(inputs), "device": str(here), **ds.info,
+             "schema": schema.SCHEMA, "complete": True, "compute_seconds": float(np.nansum(arrays["seconds"]))}
+    return Surface(path="", attrs=attrs, x=grid.x.coords, y=None if grid.y is None else grid.y.coords,
+                   loss=arrays["loss"], acc=arrays["acc"], stderr=arrays["stderr"], n_evaluated=n_eval,
+                   done=np.ones(grid.shape, dtype=bool), trajectory=ds.path, seconds=arrays["seconds"],
+                   directions={a: params.to_numpy(d) for a, d in zip("xy", dirs)})

@@ -11,9 +11,6 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import colors
@@ -178,10 +175,11 @@ def _line(ax: plt.Axes, data: SurfaceData, options: PlotOptions, *, label: str |
         ax2.set_ylim(0, 1.02)
 
 
-def draw(path: str | os.PathLike[str], *, ax: plt.Axes | None = None, options: PlotOptions = _DEFAULT) -> plt.Axes:
-    """Draw one surface file onto ``ax`` (a new figure when None) and return the axes; 2D kinds add a colour bar
-    to ``ax.figure``, and ``surface3d`` needs an ``Axes3D`` (``projection="3d"``)."""
-    data = read(path)
+def draw(source: str | os.PathLike[str] | SurfaceData, *, ax: plt.Axes | None = None,
+         options: PlotOptions = _DEFAULT) -> plt.Axes:
+    """Draw one surface (a file, or a surface in memory) onto ``ax`` (a new figure when None) and return the axes;
+    2D kinds add a colour bar to ``ax.figure``, and ``surface3d`` needs an ``Axes3D`` (``projection="3d"``)."""
+    data = source if isinstance(source, SurfaceData) else read(source)
     kind = _kind(data, options.kind)
     if ax is None:
         fig = plt.figure(figsize=(6.4, 4.8))

@@ -71,3 +71,8 @@ class Surface(SurfaceData):
         from landscape.analyses.surface.compute import flatness
 
         return flatness(self.x, self.y, np.where(self.done, self.loss, np.nan))
+
+
+def load(path: str | os.PathLike[str]) -> Surface:
+    """A surface file as a :class:`Surface` (``landscape.load`` dispatches here for ``landscape.surface`` files)."""
+    return Surface.from_file(path)

@@ -1,0 +1,121 @@
+"""The one-call API for notebooks: ``landscape.surface(model, data, …)`` and friends, and ``landscape.load(path)``.
+
+``data`` is an ``(inputs, targets)`` pair of tensors, a ``DataLoader`` (or any iterable of such pairs), or a dataset
+name (``"digits"``, ``"cifar10"`` …). ``loss_fn(outputs, targets)`` returns one loss per sample, shape ``(B,)``.
+Results live in memory first; ``.save(path)`` writes them, ``landscape.load(path)`` reads any result file back.
+"""
+
+from __future__ import annotations
+
+import os
+import types
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from landscape.errors import LandscapeError
+
+if TYPE_CHECKING:
+    from landscape.analyses.surface.result import Surface
+
+Data = tuple[torch.Tensor, torch.Tensor] | Iterable[tuple[torch.Tensor, torch.Tensor]] | str
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def as_tensors(data: Data, *, split: str = "train", n_samples: int | None = None, seed: int = 0,
+               data_dir: str | None = None) -> tuple[torch.Tensor, torch.Tensor, str | None]:
+    """``(inputs, targets, dataset name or None)`` from any accepted form of ``data``."""
+    from landscape.core.data import load_dataset
+
+    if isinstance(data, str):
+        x, y = load_dataset(data, split=split, n=n_samples, seed=seed, data_dir=data_dir)
+        return x, y, data
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
+        x, y = data
+    else:
+        try:
+            batches = [(b[0], b[1]) for b in data]  # type: ignore[union-attr,index]
+        except (TypeError, IndexError, KeyError):
+            raise LandscapeError("data must be an (inputs, targets) pair of tensors, a DataLoader of such pairs, "
+                                 f"or a dataset name; got {type(data).__name__}") from None
+        if not batches or not all(isinstance(t, torch.Tensor) for b in batches for t in b):
+            raise LandscapeError("data yielded no (inputs, targets) tensor pairs")
+        x, y = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
+    if x.shape[0] != y.shape[0] or x.shape[0] == 0:
+        raise LandscapeError(f"inputs {tuple(x.shape)} and targets {tuple(y.shape)} must hold the same, non-zero "
+                             "number of samples")
+    if n_samples is not None:
+        if not 1 <= n_samples <= len(y):
+            raise LandscapeError(f"n_samples={n_samples} must be between 1 and the {len(y)} samples given")
+        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(int(seed)))[:n_samples]
+        x, y = x[order], y[order]
+    return x, y, None
+
+
+def _device_of(model: nn.Module, device: str | torch.device | None) -> torch.device:
+    p = next(iter(model.parameters()), None)
+    here = p.device if p is not None else torch.device("cpu")
+    if device is not None and torch.device(device) != here:
+        raise LandscapeError(f"device={str(device)!r} but the model is on {here}; move it first with "
+                             f"model.to({str(device)!r}) (the model is never moved behind your back)")
+    return here
+
+
+def surface(model: nn.Module, data: Data, *, x: str = "-1:1:21", y: str | None = None,
+            direction: str = "random", norm: str | None = None, ignore: str = "biasbn", dir_type: str = "weights",
+            target: nn.Module | None = None, trajectory: Iterable[nn.Module] | None = None,
+            eigenvectors: str | None = None, seed: int = 0, split: str = "train", n_samples: int | None = None,
+            batch_size: int = 128, bn: str = "eval", recal_data: Data | None = None,
+            precision_target: float | None = None, min_samples: int = 4000, loss_fn: LossFn | None = None,
+            out: str | os.PathLike[str] | None = None, overwrite: bool = False, device: str | None = None,
+            threads: int | None = None, progress: bool = False) -> Surface:
+    """Loss and accuracy of ``model`` on ``data`` over a 1D (``x``) or 2D (``x`` and ``y``) grid of directions.
+
+    ``x``/``y`` are ``MIN:MAX:NUM`` specs. ``direction``: ``random`` (seeded, filter-normalised), ``target``
+    (towards the weights of ``target``), ``pca`` (of ``trajectory``, a sequence of models along training) or
+    ``eigen`` (from a Hessian file written with eigenvectors). Without ``out`` the surface is computed in memory;
+    with ``out`` it is written point by point and resumed by a later call with the same model and settings (a file
+    made from other weights or settings is refused, never returned stale).
+    """
+    from landscape.analyses.surface.compute import compute
+
+    if threads is not None:
+        from landscape.core.threads import set_threads
+
+        set_threads(threads)
+    dev = _device_of(model, device)
+    inputs, targets, name = as_tensors(data, split=split, n_samples=n_samples, seed=seed)
+    recal = None if recal_data is None else as_tensors(recal_data, seed=seed)[0]
+    return compute(
+        model, inputs, targets, dataset=name, split=split, xspec=x, yspec=y, direction=direction, norm=norm,
+        ignore=ignore, dir_type=dir_type, target=target, trajectory=trajectory, eigenvectors=eigenvectors,
+        seed=seed, batch_size=batch_size, bn=bn, recal_inputs=recal, precision_target=precision_target,
+        min_samples=min_samples, loss_fn=loss_fn, out=out, overwrite=overwrite, device=dev, progress=progress)
+
+
+def load(path: str | os.PathLike[str]) -> Any:
+    """Read any landscape result file back, as the result type of its analysis (chosen by the file's schema)."""
+    from landscape.analyses import analysis_for_file
+
+    analysis = analysis_for_file(path)
+    if analysis.load is None:
+        raise LandscapeError(f"{path} is a {analysis.name} result; reading it back as an object is not supported "
+                             "yet; use landscape info / plot")
+    return analysis.load(path)
+
+
+class _CallableModule(types.ModuleType):
+    """A module that is also the one-call function of its analysis: ``landscape.surface(model, data, …)`` works,
+    and so does the older ``from landscape.surface import compute_surface``."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.__dict__["__landscape_call__"](*args, **kwargs)
+
+
+def make_callable(module: types.ModuleType, fn: Callable[..., Any]) -> types.ModuleType:
+    """Make ``module`` callable as ``fn`` (its other attributes unchanged); returns it."""
+    module.__landscape_call__ = fn  # type: ignore[attr-defined]
+    module.__class__ = _CallableModule
+    return module
