@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import click
 
 from landscape.core.options import (
@@ -15,8 +17,9 @@ from landscape.core.options import (
 
 @click.command(name="attention")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.option("--samples", type=click.IntRange(min=1), default=500, show_default=True,
-              help="Samples (seeded subset of the split) to average weights and importances over.")
+@click.option("--samples", type=click.IntRange(min=1), default=None,
+              help="Samples (seeded subset of the split) to average weights and importances over "
+                   "[default: 500, or the whole split when it is smaller].")
 @click.option("--importance", type=click.Choice(["ablation", "taylor"]), default="ablation", show_default=True,
               help="ablation: loss increase when a channel is zeroed; taylor: mean |activation × gradient|.")
 @dataset_options(split="test", batch_size=256,
@@ -28,9 +31,10 @@ from landscape.core.options import (
               help="Output HDF5 file (default: CHECKPOINT stem + .attention-IMPORTANCE.h5).")
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def attention(checkpoint: str, samples: int, importance: str, dataset: str | None, data_dir: str | None,
-              split: str, batch_size: int, seed: int, device: str, model_name: str | None,
-              model_options: tuple[str, ...], out: str | None, force: bool, quiet: bool) -> None:
+def attention(checkpoint: str, samples: int | None, importance: Literal["ablation", "taylor"], dataset: str | None,
+              data_dir: str | None, split: str, batch_size: int, seed: int, device: str,
+              model_name: str | None, model_options: tuple[str, ...], out: str | None, force: bool,
+              quiet: bool) -> None:
     """Rank correlation of attention weights and channel importance in CHECKPOINT (writes one HDF5 file)."""
     import os
 
@@ -53,7 +57,10 @@ def attention(checkpoint: str, samples: int, importance: str, dataset: str | Non
                                   model_options=parse_key_values(model_options) or None)
     model.to(resolve_device(device))
     dataset = checkpoint_dataset(checkpoint, meta, dataset)
-    x, y = load_dataset(dataset, split=split, n=samples, seed=seed, data_dir=data_dir or meta.get("data_dir"))
+    ddir = data_dir or meta.get("data_dir")
+    if samples is None:  # the default fits any split (digits' test split holds 360)
+        samples = min(500, len(load_dataset(dataset, split=split, data_dir=ddir)[1]))
+    x, y = load_dataset(dataset, split=split, n=samples, seed=seed, data_dir=ddir)
     result = attention_importance(model, x, y, importance=importance, batch_size=batch_size, seed=seed,
                                   progress=False if quiet else None)
     modules, attrs = to_store(result)

@@ -222,3 +222,18 @@ def test_model_without_attention_names_models_that_have_it():
         attention_importance(model, x.float(), y)
     msg = str(info.value)
     assert "\n" not in msg and "se_resnet8" in msg and "cbam_fmmnet20" in msg
+
+
+def test_the_default_sample_count_fits_the_digits_test_split(tmp_path, se_digits_ckpt):
+    # digits' test split holds 360 images: the default (500) must not ask for more than there are.
+    import h5py
+    from click.testing import CliRunner
+
+    from landscape.cli import main
+
+    out = tmp_path / "a.h5"
+    res = CliRunner().invoke(main, ["attention", str(se_digits_ckpt), "--importance", "taylor", "--out", str(out),
+                                    "--quiet"])
+    assert res.exit_code == 0, res.output
+    with h5py.File(out, "r") as f:
+        assert int(f.attrs["n_samples"]) == 360
