@@ -7,7 +7,7 @@ _aliases.install()  # first: old module paths (landscape.params, landscape.store
 # The one-call API. ``landscape.surface`` is also the module of the old API (landscape.analyses.surface.compute,
 # through the alias), made callable, so ``import landscape.surface`` can never shadow the function.
 from landscape import api as _api  # noqa: E402
-from landscape import surface  # noqa: E402
+from landscape import surface  # type: ignore[attr-defined]  # noqa: E402  (resolved by the alias finder)
 from landscape._version import __version__  # noqa: E402
 from landscape.api import load  # noqa: E402
 from landscape.core.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402

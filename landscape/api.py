@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import types
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -33,7 +33,7 @@ def as_tensors(data: Data, *, split: str = "train", n_samples: int | None = None
         x, y = load_dataset(data, split=split, n=n_samples, seed=seed, data_dir=data_dir)
         return x, y, data
     if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
-        x, y = data
+        x, y = cast(tuple[torch.Tensor, torch.Tensor], data)  # checked just above: two tensors
     else:
         try:
             batches = [(b[0], b[1]) for b in data]  # type: ignore[union-attr,index]

@@ -22,7 +22,7 @@ def info(file: str) -> None:
 
     schema = read_schema(file)
     analysis = next((a for a in ANALYSES.values() if a.schema == schema and a.summary is not None), None)
-    if analysis is None:
+    if analysis is None or analysis.summary is None:  # (found only with a summary)
         click.echo(f"{file}: {schema}")
         lines = guard_read(generic_lines)(file)
     else:

@@ -15,7 +15,7 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ BUNDLED = Path(__file__).resolve().parent.parent / "studies"
 CKPT_COMMANDS = (*ANALYSES, "evaluate")
 
 
-def _as_args(options: dict[str, Any], params: dict[str, click.Parameter] | None = None) -> list[str]:
+def _as_args(options: dict[str, Any], params: Mapping[str, click.Parameter] | None = None) -> list[str]:
     """``{"x": "-1:1:5", "trace": True, "model-option": ["a=1"]}`` -> ``["--x", "-1:1:5", "--trace", …]``.
 
     ``params`` (from :func:`_option_params`): a false value of an ``--on/--off`` flag becomes ``--off``.

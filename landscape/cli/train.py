@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import click
 
@@ -44,8 +45,8 @@ from landscape.core.options import device_option, parse_key_values, seed_option
 def train(model: str, dataset: str, data_dir: str | None, n_train: int | None, epochs: int, batch_size: int,
           lr: float, momentum: float, weight_decay: float, schedule: str, augment: bool | None,
           width: float | None, model_options: tuple[str, ...], seed: int, device: str, out: str | None,
-          save_every: int, resume: bool, probe_every: int | None, probe_eta: str | None, probe_bn: str,
-          quiet: bool) -> None:
+          save_every: int, resume: bool, probe_every: int | None, probe_eta: str | None,
+          probe_bn: Literal["train", "eval"], quiet: bool) -> None:
     """Train MODEL (a registered name or package.module:callable) with SGD; writes checkpoints and metrics.csv."""
     from landscape.core.data import dataset_info, load_dataset
     from landscape.core.fs import output_lock

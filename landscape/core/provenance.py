@@ -63,7 +63,7 @@ class Provenance:
         import json
 
         known = {f for f in cls.__dataclass_fields__}
-        values = {k: (None if v == "null" else v) for k, v in attrs.items() if k in known}
+        values: dict[str, Any] = {k: (None if v == "null" else v) for k, v in attrs.items() if k in known}
         if isinstance(values.get("model_options"), str):
             try:
                 values["model_options"] = json.loads(values["model_options"])

@@ -8,6 +8,8 @@ a forward hook on it sees them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -82,4 +84,5 @@ class CBAM(AttentionModule):
         return self.apply_weights(x, self.spatial_weights(torch.sigmoid(self.spatial(pooled))))
 
 
-ATTENTIONS: dict[str, type[AttentionModule]] = {"se": SqueezeExcitation, "cbam": CBAM}
+# Constructors taking (channels, *, reduction, merge); the base class's own __init__ takes only merge.
+ATTENTIONS: dict[str, Callable[..., AttentionModule]] = {"se": SqueezeExcitation, "cbam": CBAM}

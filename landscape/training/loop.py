@@ -192,9 +192,9 @@ def train(
             raise LandscapeError(f"{name}={value} must be at least 1")
     if not (math.isfinite(lr) and lr > 0):
         raise LandscapeError(f"--lr {lr} must be a finite positive number")
-    for name, value in (("momentum", momentum), ("weight-decay", weight_decay)):
-        if not (math.isfinite(value) and value >= 0):
-            raise LandscapeError(f"--{name} {value} must be a finite number ≥ 0")
+    for name, rate in (("momentum", momentum), ("weight-decay", weight_decay)):
+        if not (math.isfinite(rate) and rate >= 0):
+            raise LandscapeError(f"--{name} {rate} must be a finite number ≥ 0")
     device = resolve_device(device)
     # One writer per run folder, from before anything in it is read or created to the end: two runs into one
     # folder would interleave their epochs and probe rows.

@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import torch
@@ -150,6 +150,7 @@ def attention_importance(model: nn.Module, inputs: torch.Tensor, targets: torch.
             raise LandscapeError(f"the loss on the samples is not finite ({base_loss:g}): the model's outputs "
                                  "overflow or the weights are not finite; no importance would mean anything")
         if importance == "taylor":
+            assert grads_or_none is not None, "taylor=True returns the scores"
             scores = grads_or_none
         else:
             scores, extra = _ablation(model, found, x, y, batch_size, base_loss, progress)
@@ -178,7 +179,8 @@ def _weights_and_taylor(model: nn.Module, found: list, x: torch.Tensor, y: torch
     def weight_hook(i: int):
         def hook(_m: nn.Module, _inp: object, out: torch.Tensor) -> None:
             s = out.detach().double().flatten(2).mean(dim=2).sum(dim=0)  # (C,): mean over space (1×1 for channels)
-            w_sum[i] = s if w_sum[i] is None else w_sum[i] + s
+            prev = w_sum[i]
+            w_sum[i] = s if prev is None else prev + s
         return hook
 
     def output_hook(i: int):
@@ -201,11 +203,13 @@ def _weights_and_taylor(model: nn.Module, found: list, x: torch.Tensor, y: torch
                 per_sample = F.cross_entropy(logits.double(), yb, reduction="none")
                 loss_sum += float(per_sample.detach().sum())
                 if taylor:
-                    acts = list(outputs)
+                    # the output hooks filled every slot in this forward pass
+                    acts = cast(list[torch.Tensor], list(outputs))
                     grads = torch.autograd.grad(per_sample.sum(), acts)
                     for i, (a, g) in enumerate(zip(acts, grads)):
                         t = (a.detach().double() * g.double()).flatten(2).sum(dim=2).abs().sum(dim=0)
-                        t_sum[i] = t if t_sum[i] is None else t_sum[i] + t
+                        prev = t_sum[i]
+                        t_sum[i] = t if prev is None else prev + t
                     outputs[:] = [None] * len(found)
     finally:
         for h in handles:
@@ -213,8 +217,9 @@ def _weights_and_taylor(model: nn.Module, found: list, x: torch.Tensor, y: torch
     if any(w is None for w in w_sum):
         missing = [found[i][0] for i, w in enumerate(w_sum) if w is None]
         raise LandscapeError(f"attention module(s) {', '.join(missing)} never ran in the forward pass")
-    weights = [(w / n).cpu().numpy() for w in w_sum]
-    taylor_scores = [(t / n).cpu().numpy() for t in t_sum] if taylor else None
+    weights = [(cast(torch.Tensor, w) / n).cpu().numpy() for w in w_sum]  # none is None (checked above)
+    # every batch adds to every slot when taylor
+    taylor_scores = [(cast(torch.Tensor, t) / n).cpu().numpy() for t in t_sum] if taylor else None
     return weights, taylor_scores, loss_sum / n, n
 
 

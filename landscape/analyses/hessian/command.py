@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import Any, Literal
 
 import click
 
@@ -54,8 +55,9 @@ from landscape.core.options import (
               help="Output HDF5 (default: next to CHECKPOINT, e.g. final_hessian.h5).")
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def hessian(checkpoint: str, top_k: int, which: str, tol: float, max_iter: int | None, do_trace: bool,
-            trace_method: str, probes: int, do_density: bool, lanczos_steps: int, density_vectors: int,
+def hessian(checkpoint: str, top_k: int, which: Literal["LA", "SA", "LM"], tol: float, max_iter: int | None,
+            do_trace: bool, trace_method: Literal["hutch++", "hutchinson"], probes: int, do_density: bool,
+            lanczos_steps: int, density_vectors: int,
             per_layer: bool, layer_depth: int | None, param_pattern: str | None, dataset: str | None,
             data_dir: str | None, split: str, n_samples: int | None, batch_size: int, seed: int, mode: str,
             save_eigenvectors: bool, backend: str, device: str, model_name: str | None,
@@ -63,7 +65,10 @@ def hessian(checkpoint: str, top_k: int, which: str, tol: float, max_iter: int |
     """Curvature of the loss at CHECKPOINT: Hessian eigenvalues, trace, spectral density, per-layer blocks."""
     import time
 
-    from landscape.analyses import hessian as H
+    # From the defining modules: on the package, ``trace`` and ``density`` are also submodule names.
+    from landscape.analyses.hessian import compute as H
+    from landscape.analyses.hessian import perlayer
+    from landscape.analyses.hessian.operator import select_parameters
     from landscape.analyses.hessian.schema import write_hessian
     from landscape.core.checkpoint import load_checkpoint
     from landscape.core.data import load_dataset
@@ -96,7 +101,7 @@ def hessian(checkpoint: str, top_k: int, which: str, tol: float, max_iter: int |
                                   map_location=dev)
     model.to(dev)
     # Requests beyond what the operator's size allows are refused before any HVP: they would only cost time.
-    size = sum(p.numel() for _, p in H.select_parameters(model, param_pattern))
+    size = sum(p.numel() for _, p in select_parameters(model, param_pattern))
     if top_k > size:
         raise LandscapeError(f"--top-k {top_k} exceeds the {size:,} parameters of H; use --top-k ≤ {size}")
     if do_trace and probes > size:
@@ -110,7 +115,7 @@ def hessian(checkpoint: str, top_k: int, which: str, tol: float, max_iter: int |
                                    data_dir=data_dir or meta.get("data_dir"))
     batches = [(inputs[i:i + batch_size], targets[i:i + batch_size]) for i in range(0, len(inputs), batch_size)]
     progress = not quiet
-    common = {"train_mode": mode == "train", "seed": seed, "params": param_pattern}
+    common: dict[str, Any] = {"train_mode": mode == "train", "seed": seed, "params": param_pattern}
     t0 = time.perf_counter()
     stored: dict = {}
     n_hvp = 0
@@ -143,9 +148,9 @@ def hessian(checkpoint: str, top_k: int, which: str, tol: float, max_iter: int |
             stored["density"] = {"grid": d.grid, "values": d.density, "nodes": d.nodes, "weights": d.weights}
             n_hvp += d.n_hvp
         if per_layer:
-            pl = H.per_layer(model, batches, k=1, tol=tol, n_probes=probes, method=trace_method,
-                             depth=layer_depth, params=param_pattern, train_mode=mode == "train", seed=seed,
-                             progress=progress)
+            pl = perlayer.per_layer(model, batches, k=1, tol=tol, n_probes=probes, method=trace_method,
+                                    depth=layer_depth, params=param_pattern, train_mode=mode == "train",
+                                    seed=seed, progress=progress)
             stored["per_layer"] = {lc.name: {"eigenvalues": lc.eigenvalues, "residuals": lc.residuals,
                                              "trace": lc.trace, "trace_stderr": lc.trace_stderr}
                                    for lc in pl.layers}

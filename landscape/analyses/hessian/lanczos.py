@@ -129,6 +129,7 @@ def lanczos(op: SymmetricOperator, *, k: int = 1, which: Which = "LA", tol: floa
                 return _finish(basis[:size], theta, s, res, want, conv, which, tol, seed, n_matvec, n_restarts,
                                t0, return_eigenvectors)
         # Thick restart: keep the best Ritz vectors and the residual direction.
+        assert theta is not None and s is not None, "the inner loop reaches size >= k before a restart"
         n_restarts += 1
         keep = min(m - 1, max(k + (m - k) // 2, k + 1))
         idx = _order(theta, which)[:keep]

@@ -188,7 +188,7 @@ class HessianOperator:
         inputs, targets = batch
         inputs = inputs.to(self.device, non_blocking=True)
         targets = targets.to(self.device, non_blocking=True)
-        rng = contextlib.nullcontext()
+        rng: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
         if self.train_mode:
             # Same dropout masks at every matvec, or the operator would not be a fixed matrix.
             rng = torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else [])

@@ -37,7 +37,8 @@ def pyhessian_measure(model: nn.Module, data: Batch | Iterable[Batch], *, k: int
         import importlib
 
         from pyhessian import hessian as PyHessian
-        ph_module = importlib.import_module("pyhessian.hessian")  # the module; the package re-exports the class
+        # the module (the package re-exports the class); Any: its functions are patched below
+        ph_module: Any = importlib.import_module("pyhessian.hessian")
     except ImportError:
         raise LandscapeError(INSTALL_HINT) from None
     batches = list(_as_batches(data))

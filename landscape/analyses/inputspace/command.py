@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import click
 
 from landscape.core.options import (
@@ -42,10 +44,11 @@ from landscape.core.options import (
               help="Output HDF5 file (default: CHECKPOINT stem + .inputspace-MODE.h5).")
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def inputspace(checkpoint: str, mode: str, directions: str, n_directions: int, radius: str, steps: int, sigma: str,
-               samples: int, pairs: int, draws: int, dataset: str | None, data_dir: str | None, split: str,
-               batch_size: int, seed: int, device: str, model_name: str | None, model_options: tuple[str, ...],
-               out: str | None, force: bool, quiet: bool) -> None:
+def inputspace(checkpoint: str, mode: str, directions: Literal["random", "gradient"], n_directions: int,
+               radius: str, steps: int, sigma: str, samples: int, pairs: int, draws: int, dataset: str | None,
+               data_dir: str | None, split: str, batch_size: int, seed: int, device: str,
+               model_name: str | None, model_options: tuple[str, ...], out: str | None, force: bool,
+               quiet: bool) -> None:
     """Input-space landscape of CHECKPOINT near and between real samples (writes one HDF5 file)."""
     import os
 
@@ -53,6 +56,9 @@ def inputspace(checkpoint: str, mode: str, directions: str, n_directions: int, r
 
     from landscape import load_checkpoint, load_dataset
     from landscape.analyses.inputspace.compute import (
+        AroundResult,
+        BetweenResult,
+        NoiseResult,
         noise_robustness,
         paths_around,
         paths_between,
@@ -95,24 +101,31 @@ def inputspace(checkpoint: str, mode: str, directions: str, n_directions: int, r
     src = click.get_current_context().get_parameter_source("samples")
     n = samples if mode == "around" or src == click.core.ParameterSource.COMMANDLINE else None
     x, y = load_dataset(dataset, split=split, n=n, seed=seed, data_dir=data_dir or meta.get("data_dir"))
+    result: AroundResult | BetweenResult | NoiseResult
     if mode == "around":
+        assert radii is not None  # parsed above for this mode
         result = paths_around(model, x, y, radii=radii, directions=directions, n_directions=n_directions,
                               seed=seed, batch_size=batch_size, progress=False if quiet else None)
+        loss = np.asarray(result.loss)
+        axis_name, axis = "radius", radii
     elif mode == "between":
-        result = paths_between(model, x, y, alphas=np.linspace(0.0, 1.0, steps), pairs=pairs, seed=seed,
+        alphas = np.linspace(0.0, 1.0, steps)
+        result = paths_between(model, x, y, alphas=alphas, pairs=pairs, seed=seed,
                                batch_size=batch_size, progress=False if quiet else None)
+        loss = np.asarray(result.loss)
+        axis_name, axis = "α", alphas
     else:
+        assert sigmas is not None  # parsed above for this mode
         result = noise_robustness(model, x, y, sigmas=sigmas, draws=draws, seed=seed, batch_size=batch_size,
                                   progress=False if quiet else None)
+        loss = np.asarray(result.loss_mean)
+        axis_name, axis = "σ", sigmas
     # Losses that overflow far from the data are a finding (kept, with a warning); none finite is a broken model.
-    loss = np.asarray(result.loss_mean if mode == "noise" else result.loss)
     bad = ~np.isfinite(loss)
     if bad.all():
         raise LandscapeError("every loss came out NaN/inf: the model's outputs are not finite on these inputs; "
                              "check the checkpoint with `landscape evaluate`")
     if bad.any():
-        axis_name, axis = {"around": ("radius", radii), "between": ("α", np.linspace(0.0, 1.0, steps)),
-                           "noise": ("σ", sigmas)}[mode]
         first = float(axis[int(np.argmax(bad.reshape(-1, bad.shape[-1]).any(axis=0)))])
         click.echo(f"warning: {int(bad.sum())} of {bad.size} losses are not finite (NaN/inf), the first at "
                    f"{axis_name}={first:g}: the model's outputs overflow there; they are stored as they are",

@@ -122,7 +122,11 @@ class NoiseResult:
 def _evaluate(model: nn.Module, points: torch.Tensor, labels: torch.Tensor, batch_size: int,
               *, labels2: torch.Tensor | None = None, pace: Pace | None = None) -> tuple[np.ndarray, ...]:
     """Per-point loss and label probability (float64) and predicted class, in batches of ``batch_size``."""
-    losses, probs, preds, losses2, probs2 = [], [], [], [], []
+    losses: list[torch.Tensor] = []
+    probs: list[torch.Tensor] = []
+    preds: list[torch.Tensor] = []
+    losses2: list[torch.Tensor] = []
+    probs2: list[torch.Tensor] = []
     with torch.no_grad():
         for start in range(0, points.shape[0], batch_size):
             logits = model(points[start:start + batch_size]).double()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import click
 
 from landscape.core.options import checkpoint_dataset, data_options, device_option, model_option, seed_option
@@ -23,10 +25,10 @@ from landscape.core.options import checkpoint_dataset, data_options, device_opti
               help="Output HDF5 file (default: CHECKPOINT stem + .predictiveness.h5).")
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def predictiveness(checkpoint: str, n_batches: int, eta: str, bn_mode: str, dataset: str | None,
-                   data_dir: str | None, split: str, n_samples: int | None, batch_size: int, seed: int, device: str,
-                   model_name: str | None, model_options: tuple[str, ...], out: str | None, force: bool,
-                   quiet: bool) -> None:
+def predictiveness(checkpoint: str, n_batches: int, eta: str, bn_mode: Literal["train", "eval"],
+                   dataset: str | None, data_dir: str | None, split: str, n_samples: int | None,
+                   batch_size: int, seed: int, device: str, model_name: str | None,
+                   model_options: tuple[str, ...], out: str | None, force: bool, quiet: bool) -> None:
     """Loss variation, gradient change ‖∇L(W − ηg) − g‖ and β at CHECKPOINT over N minibatches."""
     import os
 
@@ -75,5 +77,6 @@ def predictiveness(checkpoint: str, n_batches: int, eta: str, bn_mode: str, data
         "n_batches": n_batches, "device": str(dev),
     })
     click.echo(f"{meta.get('model', 'model')}: β {result.mean('beta'):.4g} (batch-weighted mean of {n_batches}), "
-               f"loss {result.mean('train_loss'):.4g} -> {result.mean('loss')[-1]:.4g} at η={etas[-1]:g}, "
+               f"loss {result.mean('train_loss'):.4g} -> {np.asarray(result.mean('loss'))[-1]:.4g} "
+               f"at η={etas[-1]:g}, "
                f"‖g‖ {result.mean('grad_norm'):.4g} ({result.seconds:.1f} s) -> {out}")

@@ -48,7 +48,8 @@ def _settings(data: store.PredictivenessData) -> str:
 def _band(ax: plt.Axes, x: np.ndarray, values: np.ndarray, color: str, label: str | None) -> None:
     lo, hi = values.min(axis=1), values.max(axis=1)
     if len(x) == 1:
-        ax.vlines(x, lo, hi, color=color, lw=6, alpha=0.5, label=label)
+        # None means no legend entry; matplotlib accepts it though its stubs say str
+        ax.vlines(x, lo, hi, color=color, lw=6, alpha=0.5, label=label)  # type: ignore[arg-type]
     else:
         ax.fill_between(x, lo, hi, color=color, alpha=0.35, lw=0, label=label)
         ax.plot(x, lo, color=color, lw=0.6)

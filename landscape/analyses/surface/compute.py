@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import torch
@@ -129,10 +129,11 @@ def evaluate(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, b
     return r.loss, r.acc, r.stderr, r.n
 
 
-def compute_points(model: nn.Module, indices: Sequence[int], *, grid: Grid, base: Direction,
+def compute_points(model: nn.Module, indices: Iterable[int], *, grid: Grid, base: Direction,
                    directions: Sequence[Direction], inputs: torch.Tensor, targets: torch.Tensor, batch_size: int,
                    loss_fn: LossFn = cross_entropy, bn: BNMode = "eval", recal_inputs: torch.Tensor | None = None,
-                   precision_target: float | None = None, min_samples: int = 4000) -> Iterator[PointResult]:
+                   precision_target: float | None = None, min_samples: int = 4000
+                   ) -> Generator[PointResult, None, None]:
     """Evaluate the grid points ``indices`` (flat, see :class:`Grid`) one by one; the model is restored (weights,
     buffers, train/eval mode) when the iterator ends or is closed."""
     if bn == "recalibrate" and recal_inputs is None:
@@ -145,7 +146,7 @@ def compute_points(model: nn.Module, indices: Sequence[int], *, grid: Grid, base
         for index in indices:
             t0 = time.perf_counter()
             params.set_tensors(live, base, zip(grid.coefficients(index), directions))
-            if bn == "recalibrate":
+            if bn == "recalibrate" and recal_inputs is not None:  # always given then (checked above)
                 recalibrate_bn(model, recal_inputs, batch_size=batch_size)
             loss, acc, stderr, n = evaluate(model, inputs, targets, batch_size=batch_size, loss_fn=loss_fn,
                                             precision_target=precision_target, min_samples=min_samples)
@@ -226,7 +227,7 @@ def compute_surface(model: nn.Module, inputs: torch.Tensor, targets: torch.Tenso
             store.check_settings(out, attrs)
             stored = store.read(out)  # validated: a damaged file is one line
             if stored.loss.shape != grid.shape or not np.array_equal(stored.x, grid.x.coords) or (
-                    grid.y is not None and not np.array_equal(stored.y, grid.y.coords)):
+                    grid.y is not None and (stored.y is None or not np.array_equal(stored.y, grid.y.coords))):
                 raise LandscapeError(f"{out} is damaged: its coordinates do not match xspec/yspec; use --overwrite "
                                      "to start afresh")
             found = store.read_directions(out)
@@ -373,7 +374,7 @@ def compute(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, xs
         eigenvectors=None if eigenvectors is None else os.path.abspath(eigenvectors))
 
     def make_directions() -> DirectionSet:
-        dt = dir_type  # type: ignore[assignment]
+        dt = cast(params.DirType, dir_type)  # a str argument, passed on unchecked as before
         return build_directions(
             direction, params.get_tensors(model, dir_type=dt), ndim=1 if grid.y is None else 2,  # type: ignore[arg-type]
             seed=seed, norm=norm, ignore=ignore,  # type: ignore[arg-type]
@@ -404,8 +405,8 @@ def compute(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, xs
     with tqdm(total=grid.size, desc="surface", unit="pt", disable=not progress or None) as bar:
         for r in points:
             at = grid.unravel(r.index)
-            for key, value in (("loss", r.loss), ("acc", r.acc), ("stderr", r.stderr), ("seconds", r.seconds)):
-                arrays[key][at] = value
+            for key, val in (("loss", r.loss), ("acc", r.acc), ("stderr", r.stderr), ("seconds", r.seconds)):
+                arrays[key][at] = val
             n_eval[at] = r.n
             bar.update(1)
     attrs = {**prov.attrs(), **asdict(s), "n_samples": len(inputs), "device": str(here), **ds.info,

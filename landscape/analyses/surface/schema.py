@@ -265,6 +265,7 @@ class Writer:
             return
         with stack:
             fd, self._fd = self._fd, None
+            assert fd is not None, "the file is opened with the stack in __enter__"
             try:
                 os.fsync(fd)  # an I/O error the kernel only learns when it writes back is reported here
             except OSError as err:
@@ -273,6 +274,7 @@ class Writer:
             if exc[0] is None:
                 # From the file, validated: `complete` is true only when every point holds all its values.
                 data = read(self.path)
+                assert data.seconds is not None, "read() fills point_seconds"
                 _set_attrs(self.path, {"compute_seconds": float(np.nansum(np.where(data.done, data.seconds, 0))),
                                        "complete": bool(data.done.all())})
 
