@@ -37,7 +37,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from landscape import load_checkpoint, load_dataset
-    from landscape.hessian import trace
+    from landscape.analyses.hessian.compute import trace
 
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = args.checkpoint or trained_checkpoint(tmp)
@@ -60,8 +60,9 @@ def main() -> None:
 def compare_eigenvalues(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace) -> None:
     from scipy.sparse.linalg import LinearOperator, eigsh
 
-    from landscape.hessian import HessianOperator, eigenvalues
-    from landscape.hessian._pyhessian import available, pyhessian_measure
+    from landscape.analyses.hessian.compute import eigenvalues
+    from landscape.analyses.hessian.operator import HessianOperator
+    from landscape.analyses.hessian.pyhessian import available, pyhessian_measure
 
     with HessianOperator(model, (x, y)) as op:
         lin = LinearOperator((op.size, op.size), dtype=np.float64,

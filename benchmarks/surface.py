@@ -43,10 +43,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from landscape import load_dataset, params
-from landscape.directions import build_directions
-from landscape.grid import Grid, parse_axis
-from landscape.surface import SurfaceSettings, compute_points, compute_surface, ordered_data
+from landscape import load_dataset
+from landscape.analyses.surface.compute import SurfaceSettings, compute_points, compute_surface, ordered_data
+from landscape.analyses.surface.directions import build_directions
+from landscape.core import params
+from landscape.core.grid import Grid, parse_axis
 
 
 def _floor(model, x, batch_size):
@@ -110,7 +111,7 @@ def big_synthetic(n, *, seed=7, c=1, h=8, w=8, classes=10, noise=1.0):
 
 
 def adaptive(args):
-    from landscape.checkpoint import load_checkpoint
+    from landscape.core.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(args.ckpt)
     x, y = big_synthetic(args.n)
