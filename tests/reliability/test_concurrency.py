@@ -1,7 +1,7 @@
 """One writer per output: two processes on one output, started 0–300 ms apart in either order, give exactly one
 run that proceeds and one refusal in one line naming the holder; the output equals an uninterrupted single run.
 
-The deterministic variant holds ``landscape._fs.output_lock`` in this process and checks that every writing command
+The deterministic variant holds ``landscape.core.fs.output_lock`` in this process and checks that every writing command
 is refused without touching anything. The long sweep (tests/slow/test_concurrency_sweep.py) reuses :func:`race`.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from landscape._fs import output_lock
+from landscape.core.fs import output_lock
 
 from ._support import (
     CLI,

@@ -83,7 +83,7 @@ def check_run_folder(run: Path) -> None:
         torch.load(p, map_location="cpu", weights_only=True)
     probes = run / "predictiveness.h5"
     if probes.exists():
-        from landscape.store import predictiveness as store
+        from landscape.analyses.predictiveness import schema as store
 
         with h5py.File(probes, "r", locking=False) as f:
             rows = {name: f[name].shape[0] for name in f if isinstance(f[name], h5py.Dataset) and name != "eta"}
