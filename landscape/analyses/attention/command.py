@@ -64,6 +64,11 @@ def attention(checkpoint: str, samples: int | None, importance: Literal["ablatio
     result = attention_importance(model, x, y, importance=importance, batch_size=batch_size, seed=seed,
                                   progress=False if quiet else None)
     modules, attrs = to_store(result)
+    from landscape.core.provenance import provenance
+
+    record = provenance(model, checkpoint_meta=meta, dataset=dataset, data_dir=ddir, split=split,
+                        n_samples=len(y), subset=True, seed=seed)
+    attrs = {**record.attrs(), **attrs}
     attrs.update(checkpoint=os.path.abspath(checkpoint), checkpoint_sha256=meta.get("sha256"), model=meta.get("model"),
                  model_options=meta.get("model_options"), dataset=dataset, split=split, label=meta.get("model"))
     write_attention(out, modules=modules, attrs=attrs)

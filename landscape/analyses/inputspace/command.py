@@ -130,7 +130,11 @@ def inputspace(checkpoint: str, mode: str, directions: Literal["random", "gradie
         click.echo(f"warning: {int(bad.sum())} of {bad.size} losses are not finite (NaN/inf), the first at "
                    f"{axis_name}={first:g}: the model's outputs overflow there; they are stored as they are",
                    err=True)
-    attrs = {**result_attrs(result), "checkpoint": os.path.abspath(checkpoint), "checkpoint_sha256": meta.get("sha256"),
+    from landscape.core.provenance import provenance
+
+    record = provenance(model, checkpoint_meta=meta, dataset=dataset, data_dir=data_dir or meta.get("data_dir"), split=split,
+                        n_samples=len(y), subset=n is not None, seed=seed)
+    attrs = {**record.attrs(), **result_attrs(result), "checkpoint": os.path.abspath(checkpoint), "checkpoint_sha256": meta.get("sha256"),
              "model": meta.get("model"), "model_options": meta.get("model_options"), "dataset": dataset,
              "data_dir": data_dir or meta.get("data_dir"), "split": split, "batch_size": batch_size,
              "label": meta.get("model"),

@@ -69,7 +69,12 @@ def predictiveness(checkpoint: str, n_batches: int, eta: str, bn_mode: Literal["
         click.echo(f"warning: the loss or gradient change is not finite (NaN/inf) at {int(bad.sum())} of {bad.size} "
                    f"probe points, the first at η={first:g}: those steps overflow the weights; they are stored as "
                    "they are", err=True)
+    from landscape.core.provenance import provenance
+
+    record = provenance(model, checkpoint_meta=meta, dataset=dataset, data_dir=data_dir or meta.get("data_dir"), split=split,
+                        n_samples=len(y), subset=n_samples is not None, seed=seed)
     save_result(result, out, attrs={
+        **record.attrs(),
         "model": meta.get("model"), "model_options": meta.get("model_options"), "checkpoint": checkpoint,
         "checkpoint_sha256": meta.get("sha256"), "checkpoint_step": meta.get("step"),
         "checkpoint_epoch": meta.get("epoch"), "dataset": dataset, "data_dir": data_dir or meta.get("data_dir"),

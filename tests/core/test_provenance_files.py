@@ -1,0 +1,45 @@
+"""Every kind of result file records the same provenance record, with the values of the run that wrote it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import h5py
+import pytest
+import torch
+from click.testing import CliRunner
+
+from landscape import load_checkpoint
+from landscape.cli import main
+from landscape.core.provenance import Provenance, weights_sha256
+from landscape.core.store import read_attrs
+
+COMMANDS = {
+    "surface": ["surface", "{ckpt}", "--x", "-0.5:0.5:3", "--n-samples", "32", "--quiet"],
+    "hessian": ["hessian", "{ckpt}", "--top-k", "1", "--n-samples", "32", "--quiet"],
+    "predictiveness": ["predictiveness", "{ckpt}", "--n-samples", "32", "--batch-size", "16", "--batches", "2",
+                       "--eta", "0.1:0.2:2"],
+    "inputspace": ["inputspace", "{ckpt}", "--mode", "noise", "--samples", "16", "--sigma", "0:1:2", "--draws", "1",
+                   "--quiet"],
+    "attention": ["attention", "{se_ckpt}", "--samples", "16", "--importance", "taylor", "--quiet"],
+}
+
+
+@pytest.mark.parametrize("kind", sorted(COMMANDS))
+def test_every_result_kind_records_the_provenance(tmp_path, digits_ckpt, se_digits_ckpt, kind):
+    ckpt = se_digits_ckpt if kind == "attention" else digits_ckpt
+    out = tmp_path / f"{kind}.h5"
+    args = [a.format(ckpt=digits_ckpt, se_ckpt=se_digits_ckpt) for a in COMMANDS[kind]]
+    res = CliRunner().invoke(main, [*args, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    with h5py.File(out, "r") as f:
+        attrs = read_attrs(f)
+    missing = [field.name for field in dataclasses.fields(Provenance) if field.name not in attrs]
+    assert not missing, f"{kind} lacks {missing}"
+    model, meta = load_checkpoint(ckpt)
+    record = Provenance.from_attrs(attrs)
+    assert record.weights_sha256 == weights_sha256(model)
+    assert record.checkpoint_sha256 == meta["sha256"]
+    assert record.model == meta["model"] and record.dataset == "digits"
+    assert record.torch_version == str(torch.__version__) and record.threads >= 1
+    assert record.dtype == "float32" and record.device == "cpu" and record.seed == 0
