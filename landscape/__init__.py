@@ -4,10 +4,11 @@ from landscape import _aliases
 
 _aliases.install()  # first: old module paths (landscape.params, landscape.store.surface …) resolve to the new ones
 
-# The one-call API. ``landscape.surface`` is also the module of the old API (landscape.analyses.surface.compute,
-# through the alias), made callable, so ``import landscape.surface`` can never shadow the function.
+# The one-call API. ``landscape.surface`` and ``landscape.hessian`` are also the modules of the older API
+# (landscape.analyses.surface.compute and landscape.analyses.hessian, through the aliases), made callable, so an
+# ``import landscape.surface`` elsewhere can never shadow the function.
 from landscape import api as _api  # noqa: E402
-from landscape import surface  # type: ignore[attr-defined]  # noqa: E402  (resolved by the alias finder)
+from landscape import hessian, surface  # type: ignore[attr-defined]  # noqa: E402
 from landscape._version import __version__  # noqa: E402
 from landscape.api import load  # noqa: E402
 from landscape.core.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
@@ -16,11 +17,13 @@ from landscape.errors import LandscapeError  # noqa: E402
 from landscape.models import build_model  # noqa: E402
 
 _api.make_callable(surface, _api.surface)
+hessian.__landscape_call__ = _api.hessian
 
 __all__ = [
     "LandscapeError",
     "__version__",
     "build_model",
+    "hessian",
     "load",
     "load_checkpoint",
     "load_dataset",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import types
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
 from torch import nn
@@ -18,6 +18,7 @@ from torch import nn
 from landscape.errors import LandscapeError
 
 if TYPE_CHECKING:
+    from landscape.analyses.hessian.result import Hessian
     from landscape.analyses.surface.result import Surface
 
 Data = tuple[torch.Tensor, torch.Tensor] | Iterable[tuple[torch.Tensor, torch.Tensor]] | str
@@ -93,6 +94,37 @@ def surface(model: nn.Module, data: Data, *, x: str = "-1:1:21", y: str | None =
         ignore=ignore, dir_type=dir_type, target=target, trajectory=trajectory, eigenvectors=eigenvectors,
         seed=seed, batch_size=batch_size, bn=bn, recal_inputs=recal, precision_target=precision_target,
         min_samples=min_samples, loss_fn=loss_fn, out=out, overwrite=overwrite, device=dev, progress=progress)
+
+
+def hessian(model: nn.Module, data: Data, *, top_k: int = 1, which: Literal["LA", "SA", "LM"] = "LA",
+            tol: float = 1e-3, max_iter: int | None = None, trace: bool = False,
+            trace_method: Literal["hutch++", "hutchinson"] = "hutch++", probes: int = 100, density: bool = False,
+            lanczos_steps: int = 100, density_vectors: int = 1, per_layer: bool = False,
+            layer_depth: int | None = None, params: str | None = None, mode: Literal["eval", "train"] = "eval",
+            split: str = "train", n_samples: int | None = None, batch_size: int = 128, seed: int = 0,
+            eigenvectors: bool = False, out: str | os.PathLike[str] | None = None, overwrite: bool = False,
+            device: str | None = None, threads: int | None = None, progress: bool = False) -> Hessian:
+    """The loss Hessian of ``model`` on ``data``: the ``top_k`` extreme eigenvalues (``which``: LA largest, SA
+    smallest, LM largest magnitude), and with ``trace``/``density``/``per_layer`` the trace ± stderr, the spectral
+    density and per-layer blocks. Returns a frozen :class:`Hessian` (``.save``, ``.plot``); with ``out`` it is also
+    written there (``overwrite`` to replace a file)."""
+    from landscape.analyses.hessian.result import compute
+
+    if threads is not None:
+        from landscape.core.threads import set_threads
+
+        set_threads(threads)
+    _device_of(model, device)
+    inputs, targets, name = as_tensors(data, split=split, n_samples=n_samples, seed=seed)
+    p = next(iter(model.parameters()), None)
+    if p is not None:
+        inputs, targets = inputs.to(p.device), targets.to(p.device)
+    result = compute(model, inputs, targets, top_k=top_k, which=which, tol=tol, max_iter=max_iter, trace=trace,
+                     trace_method=trace_method, probes=probes, density=density, lanczos_steps=lanczos_steps,
+                     density_vectors=density_vectors, per_layer=per_layer, layer_depth=layer_depth, params=params,
+                     mode=mode, batch_size=batch_size, seed=seed, eigenvectors=eigenvectors, dataset=name,
+                     split=split, progress=progress)
+    return result if out is None else result.save(out, overwrite=overwrite)
 
 
 def load(path: str | os.PathLike[str]) -> Any:

@@ -22,7 +22,7 @@ ANALYSIS = Analysis(
     plot=lazy("landscape.analyses.hessian.plot", "plot"),
     compare=lazy("landscape.analyses.hessian.plot", "compare"),
     summary=lazy("landscape.analyses.hessian.summary", "summary"),
-    load=lazy("landscape.analyses.hessian.schema", "read_hessian"),
+    load=lazy("landscape.analyses.hessian.result", "load"),
 )
 
 # public name -> the module of this package that defines it
@@ -59,6 +59,14 @@ class _Package(types.ModuleType):
         if name in _EXPORTS and isinstance(value, types.ModuleType):
             return
         super().__setattr__(name, value)
+
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # ``landscape.hessian(model, data, …)``: the one-call API installs itself here (landscape/__init__.py).
+        call = self.__dict__.get("__landscape_call__")
+        if call is None:
+            raise TypeError(f"module {self.__name__!r} is not callable; use landscape.hessian(model, data, …)")
+        return call(*args, **kwargs)
 
 
 sys.modules[__name__].__class__ = _Package

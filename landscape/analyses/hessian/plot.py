@@ -44,12 +44,13 @@ def _draw_spectrum(ax: plt.Axes, r: dict, path: str | os.PathLike[str], options:
         ax.legend(fontsize=8)
 
 
-def draw(path: str | os.PathLike[str], *, ax: plt.Axes | None = None, options: PlotOptions | None = None
+def draw(path: str | os.PathLike[str] | dict, *, ax: plt.Axes | None = None, options: PlotOptions | None = None
          ) -> plt.Axes:
     """Draw the spectral density (log scale) with the top eigenvalues marked onto ``ax`` (a new figure when
-    None); returns the axes."""
+    None); returns the axes. ``path`` may also be a result in memory, as ``read_hessian`` would return it."""
     options = options or PlotOptions()
-    r = read_hessian(path)
+    r = path if isinstance(path, dict) else read_hessian(path)
+    path = "" if isinstance(path, dict) else path
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4))
     _draw_spectrum(ax, r, path, options)
