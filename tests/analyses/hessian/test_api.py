@@ -44,6 +44,6 @@ def test_one_call_hessian_plots_and_refuses_empty_requests():
     with pytest.raises(landscape.LandscapeError, match="nothing to measure"):
         landscape.hessian(net, (x, y), top_k=0)
     h = landscape.hessian(net, (x, y), top_k=1, density=True, lanczos_steps=8)
-    fig, ax = plt.subplots()
+    _fig, ax = plt.subplots()
     assert h.plot(ax=ax) is ax and ax.lines
     plt.close("all")
