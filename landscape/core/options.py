@@ -99,3 +99,19 @@ def checkpoint_dataset(checkpoint: str, meta: dict[str, Any], dataset: str | Non
         raise LandscapeError(f"{name} has {info.num_classes} classes but the model in {checkpoint} predicts "
                              f"{classes}{own}; choose a matching --dataset")
     return name
+
+
+def claim_output(out: str, checkpoint: str, *, force: bool) -> None:
+    """Take ``--out`` for the running command: never the checkpoint itself (``--force`` would replace the weights
+    with results), held under the output lock until the command ends (one writer per output, from the existence
+    check until the file is written), and refused when it exists unless ``--force``."""
+    import os
+
+    from landscape.core.fs import output_lock
+    from landscape.errors import LandscapeError
+
+    if os.path.realpath(out) == os.path.realpath(checkpoint):
+        raise LandscapeError(f"--out {out} is the checkpoint itself; choose another --out")
+    click.get_current_context().with_resource(output_lock(out))
+    if os.path.exists(out) and not force:
+        raise LandscapeError(f"{out} exists; pass --force to overwrite it or choose another --out")

@@ -8,6 +8,7 @@ import click
 
 from landscape.core.options import (
     checkpoint_dataset,
+    claim_output,
     dataset_options,
     device_option,
     model_option,
@@ -42,17 +43,10 @@ def attention(checkpoint: str, samples: int | None, importance: Literal["ablatio
     from landscape.analyses.attention.compute import attention_importance, to_store
     from landscape.analyses.attention.schema import write_attention
     from landscape.core.device import resolve_device
-    from landscape.core.fs import output_lock
     from landscape.core.options import parse_key_values
-    from landscape.errors import LandscapeError
 
     out = out or f"{os.path.splitext(checkpoint)[0]}.attention-{importance}.h5"
-    if os.path.realpath(out) == os.path.realpath(checkpoint):  # --force would replace the weights with results
-        raise LandscapeError(f"--out {out} is the checkpoint itself; choose another --out")
-    # One writer per output: the lock is held from the existence check until the file is written.
-    click.get_current_context().with_resource(output_lock(out))
-    if os.path.exists(out) and not force:
-        raise LandscapeError(f"{out} exists; pass --force to overwrite it or choose another --out")
+    claim_output(out, checkpoint, force=force)
     model, meta = load_checkpoint(checkpoint, model=model_name,
                                   model_options=parse_key_values(model_options) or None)
     model.to(resolve_device(device))

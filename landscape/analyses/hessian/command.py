@@ -10,6 +10,7 @@ import click
 
 from landscape.core.options import (
     checkpoint_dataset,
+    claim_output,
     data_options,
     device_option,
     model_option,
@@ -73,7 +74,6 @@ def hessian(checkpoint: str, top_k: int, which: Literal["LA", "SA", "LM"], tol: 
     from landscape.core.checkpoint import load_checkpoint
     from landscape.core.data import load_dataset
     from landscape.core.device import resolve_device
-    from landscape.core.fs import output_lock
     from landscape.errors import LandscapeError
 
     out = out or os.path.splitext(checkpoint)[0] + "_hessian.h5"
@@ -90,12 +90,7 @@ def hessian(checkpoint: str, top_k: int, which: Literal["LA", "SA", "LM"], tol: 
         raise LandscapeError("--layer-depth applies to --per-layer only")
     if save_eigenvectors and not top_k:
         raise LandscapeError("--save-eigenvectors needs --top-k K with K ≥ 1")
-    if os.path.realpath(out) == os.path.realpath(checkpoint):  # --force would replace the weights with results
-        raise LandscapeError(f"--out {out} is the checkpoint itself; choose another --out")
-    # One writer per output: the lock is held from the existence check until the file is written.
-    click.get_current_context().with_resource(output_lock(out))
-    if os.path.exists(out) and not force:
-        raise LandscapeError(f"{out} exists; pass --force to overwrite or choose another --out")
+    claim_output(out, checkpoint, force=force)
     dev = resolve_device(device)
     model, meta = load_checkpoint(checkpoint, model=model_name, model_options=parse_key_values(model_options),
                                   map_location=dev)

@@ -8,6 +8,7 @@ import click
 
 from landscape.core.options import (
     checkpoint_dataset,
+    claim_output,
     dataset_options,
     device_option,
     model_option,
@@ -67,7 +68,6 @@ def inputspace(checkpoint: str, mode: str, directions: Literal["random", "gradie
     )
     from landscape.analyses.inputspace.schema import write_inputspace
     from landscape.core.device import resolve_device
-    from landscape.core.fs import output_lock
     from landscape.core.grid import MAX_NUM, parse_axis
     from landscape.core.options import parse_key_values
     from landscape.errors import LandscapeError
@@ -88,12 +88,7 @@ def inputspace(checkpoint: str, mode: str, directions: Literal["random", "gradie
         raise LandscapeError(f"--steps {steps:,} is too many points for one segment; at most {MAX_NUM:,}")
     radii = parse_axis(radius, name="--radius").coords if mode == "around" else None
     sigmas = parse_axis(sigma, name="--sigma").coords if mode == "noise" else None
-    if os.path.realpath(out) == os.path.realpath(checkpoint):  # --force would replace the weights with results
-        raise LandscapeError(f"--out {out} is the checkpoint itself; choose another --out")
-    # One writer per output: the lock is held from the existence check until the file is written.
-    click.get_current_context().with_resource(output_lock(out))
-    if os.path.exists(out) and not force:
-        raise LandscapeError(f"{out} exists; pass --force to overwrite it or choose another --out")
+    claim_output(out, checkpoint, force=force)
     model, meta = load_checkpoint(checkpoint, model=model_name,
                                   model_options=parse_key_values(model_options) or None)
     model.to(resolve_device(device))

@@ -6,7 +6,14 @@ from typing import Literal
 
 import click
 
-from landscape.core.options import checkpoint_dataset, data_options, device_option, model_option, seed_option
+from landscape.core.options import (
+    checkpoint_dataset,
+    claim_output,
+    data_options,
+    device_option,
+    model_option,
+    seed_option,
+)
 
 
 @click.command(name="predictiveness")
@@ -42,18 +49,11 @@ def predictiveness(checkpoint: str, n_batches: int, eta: str, bn_mode: Literal["
         save_result,
     )
     from landscape.core.device import resolve_device
-    from landscape.core.fs import output_lock
     from landscape.core.options import parse_key_values
-    from landscape.errors import LandscapeError
 
     out = out or f"{os.path.splitext(checkpoint)[0]}.predictiveness.h5"
     etas = parse_etas(eta, name="--eta")
-    if os.path.realpath(out) == os.path.realpath(checkpoint):  # --force would replace the weights with results
-        raise LandscapeError(f"--out {out} is the checkpoint itself; choose another --out")
-    # One writer per output: the lock is held from the existence check until the file is written.
-    click.get_current_context().with_resource(output_lock(out))
-    if os.path.exists(out) and not force:
-        raise LandscapeError(f"{out} exists; pass --force to overwrite it or choose another --out")
+    claim_output(out, checkpoint, force=force)
     model, meta = load_checkpoint(checkpoint, model=model_name, model_options=parse_key_values(model_options) or None)
     dev = resolve_device(device)
     model.to(dev)
