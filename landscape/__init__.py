@@ -8,7 +8,7 @@ _aliases.install()  # first: old module paths (landscape.params, landscape.store
 # (landscape.analyses.surface.compute and landscape.analyses.hessian, through the aliases), made callable, so an
 # ``import landscape.surface`` elsewhere can never shadow the function.
 from landscape import api as _api  # noqa: E402
-from landscape import hessian, surface  # type: ignore[attr-defined]  # noqa: E402
+from landscape import attention, hessian, inputspace, predictiveness, surface  # type: ignore[attr-defined]  # noqa: E402
 from landscape._version import __version__  # noqa: E402
 from landscape.api import load  # noqa: E402
 from landscape.core.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
@@ -18,15 +18,20 @@ from landscape.models import build_model  # noqa: E402
 
 _api.make_callable(surface, _api.surface)
 hessian.__landscape_call__ = _api.hessian
+for _module in (predictiveness, inputspace, attention):
+    _api.make_callable(_module, _api._one_call(_module.__name__.split(".")[-2]))
 
 __all__ = [
     "LandscapeError",
     "__version__",
+    "attention",
     "build_model",
     "hessian",
+    "inputspace",
     "load",
     "load_checkpoint",
     "load_dataset",
+    "predictiveness",
     "save_checkpoint",
     "surface",
 ]

@@ -127,6 +127,21 @@ def hessian(model: nn.Module, data: Data, *, top_k: int = 1, which: Literal["LA"
     return result if out is None else result.save(out, overwrite=overwrite)
 
 
+def _one_call(name: str) -> Callable[..., Any]:
+    """``landscape.<name>(model, data, …)``: ``run`` of ``landscape.analyses.<name>.result``, imported on the first
+    call (its docstring and signature are that function's)."""
+    import functools
+    import importlib
+
+    def call(model: nn.Module, data: Data, **options: Any) -> Any:
+        return importlib.import_module(f"landscape.analyses.{name}.result").run(model, data, **options)
+
+    try:
+        return functools.wraps(importlib.import_module(f"landscape.analyses.{name}.result").run)(call)
+    except (ImportError, AttributeError):
+        return call
+
+
 def load(path: str | os.PathLike[str]) -> Any:
     """Read any landscape result file back, as the result type of its analysis (chosen by the file's schema)."""
     from landscape.analyses import analysis_for_file

@@ -49,6 +49,25 @@ def data_options(f: F) -> F:
     return dataset_options()(f)
 
 
+def overwrite_option(help: str = "Replace --out if it exists.") -> Callable[[F], F]:
+    """``--overwrite`` (the one name every command uses; ``--force`` kept as its old alias), parameter
+    ``overwrite``."""
+
+    def decorate(f: F) -> F:
+        return click.option("--overwrite", "--force", "overwrite", is_flag=True, help=help)(f)
+
+    return decorate
+
+
+def output_name(checkpoint: str, kind: str, *variant: str) -> str:
+    """The default output of an analysis of ``checkpoint``: ``STEM.KIND[-VARIANT…].h5`` beside it (one rule for
+    every command, e.g. ``final.hessian.h5``, ``final.surface-2d-random.h5``, ``final.attention-taylor.h5``)."""
+    import os
+
+    tail = "-".join(v for v in variant if v)
+    return f"{os.path.splitext(checkpoint)[0]}.{kind}{'-' + tail if tail else ''}.h5"
+
+
 def model_option(f: F) -> F:
     """--model/--model-option, for loading a plain state dict that carries no metadata."""
     f = click.option("--model-option", "model_options", multiple=True, metavar="KEY=VALUE",
@@ -102,9 +121,9 @@ def checkpoint_dataset(checkpoint: str, meta: dict[str, Any], dataset: str | Non
 
 
 def claim_output(out: str, checkpoint: str, *, force: bool) -> None:
-    """Take ``--out`` for the running command: never the checkpoint itself (``--force`` would replace the weights
-    with results), held under the output lock until the command ends (one writer per output, from the existence
-    check until the file is written), and refused when it exists unless ``--force``."""
+    """Take ``--out`` for the running command: never the checkpoint itself (``--overwrite`` would replace the
+    weights with results), held under the output lock until the command ends (one writer per output, from the
+    existence check until the file is written), and refused when it exists unless ``--overwrite``."""
     import os
 
     from landscape.core.fs import output_lock
@@ -114,4 +133,4 @@ def claim_output(out: str, checkpoint: str, *, force: bool) -> None:
         raise LandscapeError(f"--out {out} is the checkpoint itself; choose another --out")
     click.get_current_context().with_resource(output_lock(out))
     if os.path.exists(out) and not force:
-        raise LandscapeError(f"{out} exists; pass --force to overwrite it or choose another --out")
+        raise LandscapeError(f"{out} exists; pass --overwrite to replace it or choose another --out")
