@@ -12,6 +12,8 @@ from landscape.core.options import (
     dataset_options,
     device_option,
     model_option,
+    output_name,
+    overwrite_option,
     seed_option,
 )
 
@@ -30,7 +32,7 @@ from landscape.core.options import (
               help="between: points α = 0..1 along each segment.")
 @click.option("--sigma", default="0:1:11", show_default=True, metavar="MIN:MAX:NUM",
               help="noise: standard deviations of the additive Gaussian noise.")
-@click.option("--samples", type=click.IntRange(min=1), default=100, show_default=True,
+@click.option("--n-samples", "--samples", "n_samples", type=click.IntRange(min=1), default=100, show_default=True,
               help="around: samples (seeded subset); between: pool the pairs come from (default: whole split); "
                    "noise: samples (default: whole split).")
 @click.option("--pairs", type=click.IntRange(min=1), default=100, show_default=True,
@@ -43,36 +45,22 @@ from landscape.core.options import (
 @model_option
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Output HDF5 file (default: CHECKPOINT stem + .inputspace-MODE.h5).")
-@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+@overwrite_option()
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def inputspace(checkpoint: str, mode: str, directions: Literal["random", "gradient"], n_directions: int,
-               radius: str, steps: int, sigma: str, samples: int, pairs: int, draws: int, dataset: str | None,
-               data_dir: str | None, split: str, batch_size: int, seed: int, device: str,
-               model_name: str | None, model_options: tuple[str, ...], out: str | None, force: bool,
-               quiet: bool) -> None:
+def inputspace(checkpoint: str, mode: Literal["around", "between", "noise"],
+               directions: Literal["random", "gradient"], n_directions: int, radius: str, steps: int, sigma: str,
+               n_samples: int, pairs: int, draws: int, dataset: str | None, data_dir: str | None, split: str,
+               batch_size: int, seed: int, device: str, model_name: str | None, model_options: tuple[str, ...],
+               out: str | None, overwrite: bool, quiet: bool) -> None:
     """Input-space landscape of CHECKPOINT near and between real samples (writes one HDF5 file)."""
-    import os
-
-    import numpy as np
-
     from landscape import load_checkpoint, load_dataset
-    from landscape.analyses.inputspace.compute import (
-        AroundResult,
-        BetweenResult,
-        NoiseResult,
-        noise_robustness,
-        paths_around,
-        paths_between,
-        result_attrs,
-        to_arrays,
-    )
-    from landscape.analyses.inputspace.schema import write_inputspace
+    from landscape.analyses.inputspace.result import compute
     from landscape.core.device import resolve_device
     from landscape.core.grid import MAX_NUM, parse_axis
     from landscape.core.options import parse_key_values
     from landscape.errors import LandscapeError
 
-    out = out or f"{os.path.splitext(checkpoint)[0]}.inputspace-{mode}.h5"
+    out = out or output_name(checkpoint, "inputspace", mode)
     # An option of another mode would be accepted and silently ignored: refuse it when it was given.
     ctx = click.get_current_context()
     only = {"directions": "around", "n_directions": "around", "radius": "around", "steps": "between",
@@ -88,52 +76,28 @@ def inputspace(checkpoint: str, mode: str, directions: Literal["random", "gradie
         raise LandscapeError(f"--steps {steps:,} is too many points for one segment; at most {MAX_NUM:,}")
     radii = parse_axis(radius, name="--radius").coords if mode == "around" else None
     sigmas = parse_axis(sigma, name="--sigma").coords if mode == "noise" else None
-    claim_output(out, checkpoint, force=force)
+    claim_output(out, checkpoint, force=overwrite)
     model, meta = load_checkpoint(checkpoint, model=model_name,
                                   model_options=parse_key_values(model_options) or None)
     model.to(resolve_device(device))
     dataset = checkpoint_dataset(checkpoint, meta, dataset)
-    src = click.get_current_context().get_parameter_source("samples")
-    n = samples if mode == "around" or src == click.core.ParameterSource.COMMANDLINE else None
-    x, y = load_dataset(dataset, split=split, n=n, seed=seed, data_dir=data_dir or meta.get("data_dir"))
-    result: AroundResult | BetweenResult | NoiseResult
-    if mode == "around":
-        assert radii is not None  # parsed above for this mode
-        result = paths_around(model, x, y, radii=radii, directions=directions, n_directions=n_directions,
-                              seed=seed, batch_size=batch_size, progress=False if quiet else None)
-        loss = np.asarray(result.loss)
-        axis_name, axis = "radius", radii
-    elif mode == "between":
-        alphas = np.linspace(0.0, 1.0, steps)
-        result = paths_between(model, x, y, alphas=alphas, pairs=pairs, seed=seed,
-                               batch_size=batch_size, progress=False if quiet else None)
-        loss = np.asarray(result.loss)
-        axis_name, axis = "α", alphas
-    else:
-        assert sigmas is not None  # parsed above for this mode
-        result = noise_robustness(model, x, y, sigmas=sigmas, draws=draws, seed=seed, batch_size=batch_size,
-                                  progress=False if quiet else None)
-        loss = np.asarray(result.loss_mean)
-        axis_name, axis = "σ", sigmas
-    # Losses that overflow far from the data are a finding (kept, with a warning); none finite is a broken model.
-    bad = ~np.isfinite(loss)
-    if bad.all():
-        raise LandscapeError("every loss came out NaN/inf: the model's outputs are not finite on these inputs; "
-                             "check the checkpoint with `landscape evaluate`")
-    if bad.any():
-        first = float(axis[int(np.argmax(bad.reshape(-1, bad.shape[-1]).any(axis=0)))])
-        click.echo(f"warning: {int(bad.sum())} of {bad.size} losses are not finite (NaN/inf), the first at "
-                   f"{axis_name}={first:g}: the model's outputs overflow there; they are stored as they are",
-                   err=True)
-    from landscape.core.provenance import provenance
-
-    record = provenance(model, checkpoint_meta=meta, dataset=dataset, data_dir=data_dir or meta.get("data_dir"), split=split,
-                        n_samples=len(y), subset=n is not None, seed=seed)
-    attrs = {**record.attrs(), **result_attrs(result), "checkpoint": os.path.abspath(checkpoint), "checkpoint_sha256": meta.get("sha256"),
-             "model": meta.get("model"), "model_options": meta.get("model_options"), "dataset": dataset,
-             "data_dir": data_dir or meta.get("data_dir"), "split": split, "batch_size": batch_size,
-             "label": meta.get("model"),
-             # pair_index / sample indices refer to load_dataset(dataset, split=split, n=n if subset, seed=seed)
-             "n_samples": len(y), "subset": n is not None}
-    write_inputspace(out, mode=result.mode, arrays=to_arrays(result), attrs=attrs)
+    # around takes a subset of 100 by default; between and noise use the whole split unless --n-samples is given.
+    src = ctx.get_parameter_source("n_samples")
+    n = n_samples if mode == "around" or src == click.core.ParameterSource.COMMANDLINE else None
+    data_dir = data_dir or meta.get("data_dir")
+    x, y = load_dataset(dataset, split=split, n=n, seed=seed, data_dir=data_dir)
+    around, between, noise = mode == "around", mode == "between", mode == "noise"
+    result = compute(model, x, y, mode=mode, directions=directions if around else None,
+                     n_directions=n_directions if around else None, radius=radii, steps=steps if between else None,
+                     pairs=pairs if between else None, sigma=sigmas, draws=draws if noise else None,
+                     batch_size=batch_size, seed=seed, dataset=dataset, split=split, data_dir=data_dir,
+                     subset=n is not None, checkpoint_meta=meta, progress=False if quiet else None)
+    result.save(out, overwrite=True)  # claim_output above checked --overwrite and holds the lock since
     click.echo(out)
+
+
+# The shared --split help is the weight-space one; say why this command looks at the test split by default.
+for _param in inputspace.params:
+    if isinstance(_param, click.Option) and _param.name == "split":
+        _param.help = ("Which split to use: test by default, as input-space analyses look at the function on "
+                       "unseen inputs (the weight-space ones default to train).")

@@ -23,11 +23,12 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from landscape.core._eval import EvalMode as _EvalMode
 from landscape.core._eval import Pace
 from landscape.core._eval import on_model_device as _setup
 from landscape.core._eval import readonly as _ro
 from landscape.core.budget import require_memory
+from landscape.core.evaluate import evaluate
+from landscape.core.state import ModelState
 from landscape.errors import LandscapeError
 
 Directions = Literal["random", "gradient"]
@@ -121,7 +122,11 @@ class NoiseResult:
 
 def _evaluate(model: nn.Module, points: torch.Tensor, labels: torch.Tensor, batch_size: int,
               *, labels2: torch.Tensor | None = None, pace: Pace | None = None) -> tuple[np.ndarray, ...]:
-    """Per-point loss and label probability (float64) and predicted class, in batches of ``batch_size``."""
+    """Per-point loss and label probability (float64) and predicted class, in batches of ``batch_size``.
+
+    Local rather than ``landscape.core.evaluate.evaluate``: the paths need every point's own loss, the
+    probabilities of one or two labels and the prediction, where the evaluator returns means.
+    """
     losses: list[torch.Tensor] = []
     probs: list[torch.Tensor] = []
     preds: list[torch.Tensor] = []
@@ -144,6 +149,11 @@ def _evaluate(model: nn.Module, points: torch.Tensor, labels: torch.Tensor, batc
     if labels2 is not None:
         out += [torch.cat(losses2), torch.cat(probs2)]
     return tuple(t.cpu().numpy() for t in out)
+
+
+def _cross_entropy64(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-sample cross-entropy of the logits taken in float64, as along the paths."""
+    return F.cross_entropy(logits.double(), targets, reduction="none")
 
 
 def curve_stats(loss: np.ndarray, pred: np.ndarray, step_length: np.ndarray | float) -> CurveStats:
@@ -174,7 +184,7 @@ def jacobian_norms(model: nn.Module, inputs: torch.Tensor, *, batch_size: int = 
     dummy = torch.zeros(inputs.shape[0], dtype=torch.long)
     x_all, _ = _setup(model, inputs, dummy, batch_size)
     out = []
-    with _EvalMode(model):
+    with ModelState(model, mode="eval", values=False):
         for start in range(0, x_all.shape[0], batch_size):
             x = x_all[start:start + batch_size].detach().requires_grad_(True)
             with torch.enable_grad():
@@ -226,7 +236,7 @@ def paths_around(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, 
                    what=f"paths from {s:,} samples along {k:,} directions at {n:,} radii",
                    fix="use fewer samples, directions or radii")
     pace = Pace(s * k * n, what="the input-space paths")
-    with _EvalMode(model):
+    with ModelState(model, mode="eval", values=False):
         grad = torch.cat([_loss_grad(model, x[i:i + batch_size], y[i:i + batch_size])
                           for i in range(0, s, batch_size)])
         grad_norm = grad.double().flatten(1).norm(dim=1)
@@ -328,7 +338,7 @@ def paths_between(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
     pace = Pace(p * n, what="the input-space segments")
     cols = [np.empty((p, n)) for _ in range(4)]
     pred = np.empty((p, n), dtype=np.int64)
-    with _EvalMode(model):
+    with ModelState(model, mode="eval", values=False):
         bar = tqdm(total=p, desc="between", unit="pair", disable=None if progress is None else not progress)
         for s in range(0, p, per_pair):
             xi, xj = x[ii[s:s + per_pair]], x[jj[s:s + per_pair]]
@@ -381,7 +391,7 @@ def noise_robustness(model: nn.Module, inputs: torch.Tensor, targets: torch.Tens
     pace = Pace(draws * sigma.size * n, what="the noise robustness")
     loss = np.zeros((draws, sigma.size))
     correct = np.zeros((draws, sigma.size))
-    with _EvalMode(model):
+    with ModelState(model, mode="eval", values=False):
         bar = tqdm(total=draws * n, desc="noise", unit="sample", disable=None if progress is None else not progress)
         for d in range(draws):
             gen = torch.Generator().manual_seed(seed + d)
@@ -389,9 +399,11 @@ def noise_robustness(model: nn.Module, inputs: torch.Tensor, targets: torch.Tens
                 xb, yb = x[start:start + batch_size], y[start:start + batch_size]
                 eps = torch.stack([torch.randn(xb.shape[1:], generator=gen) for _ in range(xb.shape[0])]).to(xb)
                 for si, s in enumerate(sigma):
-                    lo, _, pd = _evaluate(model, xb + float(s) * eps, yb, batch_size, pace=pace)
-                    loss[d, si] += lo.sum()
-                    correct[d, si] += (pd == yb.cpu().numpy()).sum()
+                    # One batch of noisy inputs: its mean loss and accuracy, weighted by its size below.
+                    ev = evaluate(model, xb + float(s) * eps, yb, batch_size=batch_size, loss_fn=_cross_entropy64)
+                    pace.add(xb.shape[0])
+                    loss[d, si] += ev.loss * ev.n
+                    correct[d, si] += round(ev.acc * ev.n)
                 bar.update(xb.shape[0])
         bar.close()
     return NoiseResult(sigma=_ro(sigma), loss=_ro(loss / n), acc=_ro(correct / n), n_samples=n,

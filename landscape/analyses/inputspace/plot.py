@@ -5,12 +5,17 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from landscape.core.figure import PlotOptions, save_figure
 
+if TYPE_CHECKING:
+    from landscape.analyses.inputspace.result import InputSpace
+
 _DEFAULT = PlotOptions()
+_METRIC = {"loss": 0, "prob": 1, "probability": 1, "acc": 1, "accuracy": 1}
 
 # panel title -> (x key, x label); per mode the panels are (y label, curves) pairs built by _series
 _X = {"around": ("radius", "radius ‖Δx‖ along the direction"), "between": ("alpha", "α  ((1 − α)·x_i + α·x_j)"),
@@ -43,9 +48,37 @@ def _label(attrs: dict, path: str) -> str:
     return str(label) if label not in (None, "null", "") else Path(path).stem
 
 
-def _draw(paths: Sequence[str], labels: Sequence[str] | None, out: str, options: PlotOptions) -> None:
+def _panel(ax: Any, loaded: Sequence[tuple[dict, dict]], names: Sequence[str], index: int,
+           options: PlotOptions) -> None:
+    """Panel ``index`` (0: loss; 1: probability, or accuracy for noise) of every result, one colour per result."""
     import matplotlib.pyplot as plt
 
+    xkey, xlabel = _X[loaded[0][0]["mode"]]
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    ylabel = ""
+    for k, ((attrs, arrays), name) in enumerate(zip(loaded, names)):
+        ylabel, groups = _series(attrs, arrays)[index]
+        for g, (glabel, curves) in enumerate(groups):
+            _band(ax, arrays[xkey], curves, f"{name}{glabel}", colors[k % len(colors)], ("-", "--")[g % 2])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if index == 0:
+        if options.log:
+            ax.set_yscale("log")
+        ax.set_ylim(options.vmin, options.vmax)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def _title(loaded: Sequence[tuple[dict, dict]], options: PlotOptions) -> str:
+    attrs0 = loaded[0][0]
+    mode = attrs0["mode"]
+    detail = {"around": f"{attrs0.get('directions')} directions", "between": "pairs of real samples",
+              "noise": f"{attrs0.get('draws')} noise draws"}[mode]
+    return options.title or f"input space, {mode} ({detail}): median and inter-quartile band"
+
+
+def _load(paths: Sequence[str]) -> list[tuple[dict, dict]]:
     from landscape.analyses.inputspace.schema import read_inputspace
     from landscape.errors import LandscapeError
 
@@ -53,29 +86,40 @@ def _draw(paths: Sequence[str], labels: Sequence[str] | None, out: str, options:
     modes = {a["mode"] for a, _ in loaded}
     if len(modes) > 1:
         raise LandscapeError(f"cannot overlay input-space modes {', '.join(sorted(modes))}; compare one mode at a time")
-    mode = modes.pop()
-    xkey, xlabel = _X[mode]
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    return loaded
+
+
+def _draw(paths: Sequence[str], labels: Sequence[str] | None, out: str, options: PlotOptions) -> None:
+    import matplotlib.pyplot as plt
+
+    loaded = _load(paths)
+    names = [labels[k] if labels else _label(attrs, path) for k, ((attrs, _), path) in enumerate(zip(loaded, paths))]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for k, ((attrs, arrays), path) in enumerate(zip(loaded, paths)):
-        name = labels[k] if labels else _label(attrs, path)
-        for ax, (ylabel, groups) in zip(axes, _series(attrs, arrays)):
-            for g, (glabel, curves) in enumerate(groups):
-                _band(ax, arrays[xkey], curves, f"{name}{glabel}", colors[k % len(colors)], ("-", "--")[g % 2])
-            ax.set_xlabel(xlabel)
-            ax.set_ylabel(ylabel)
-    if options.log:
-        axes[0].set_yscale("log")
-    axes[0].set_ylim(options.vmin, options.vmax)
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    attrs0 = loaded[0][0]
-    detail = {"around": f"{attrs0.get('directions')} directions", "between": "pairs of real samples",
-              "noise": f"{attrs0.get('draws')} noise draws"}[mode]
-    fig.suptitle(options.title or f"input space, {mode} ({detail}): median and inter-quartile band")
+    for index, ax in enumerate(axes):
+        _panel(ax, loaded, names, index, options)
+    fig.suptitle(_title(loaded, options))
     fig.tight_layout()
     save_figure(fig, out, dpi=options.dpi)
+
+
+def draw(result: InputSpace | str | os.PathLike[str], *, ax: Any = None, options: PlotOptions | None = None) -> Any:
+    """One panel of ``landscape plot`` on ``ax`` (a new figure when None): ``options.metric`` ``"loss"`` (the
+    default) or ``"prob"`` (true-class probability; accuracy for noise). Returns the Axes."""
+    import matplotlib.pyplot as plt
+
+    from landscape.analyses.inputspace.result import InputSpace
+    from landscape.errors import LandscapeError
+
+    options = options or _DEFAULT
+    if options.metric not in _METRIC:
+        raise LandscapeError(f"metric={options.metric!r}; use loss or prob (acc for noise)")
+    r = result if isinstance(result, InputSpace) else InputSpace.from_file(result)
+    attrs, arrays = r.attrs, r.arrays()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
+    _panel(ax, [(attrs, arrays)], [_label(attrs, r.path or "result")], _METRIC[options.metric], options)
+    ax.set_title(_title([(attrs, arrays)], options), fontsize=9)
+    return ax
 
 
 def plot(path: str | os.PathLike[str], *, out: str, options: PlotOptions | None = None) -> None:

@@ -117,13 +117,15 @@ def test_errors_are_one_line(ckpt, tmp_path, args, fragment):
     assert res.output.count("\n") == 1 and res.output.startswith("error: ") and fragment in res.output
 
 
-def test_existing_output_needs_force(ckpt, tmp_path):
+@pytest.mark.parametrize("flag", ["--overwrite", "--force"])  # --force: the old name, kept as an alias
+def test_existing_output_needs_overwrite(ckpt, tmp_path, flag):
     out = tmp_path / "a.h5"
     out.write_bytes(b"")
     res = run("inputspace", ckpt, "--samples", 2, "--radius", "0:1:2", "--out", out, "--quiet")
-    assert res.exit_code == 1 and "--force" in res.output
+    assert res.exit_code == 1 and "--overwrite" in res.output and out.read_bytes() == b""
     assert run("inputspace", ckpt, "--samples", 2, "--radius", "0:1:2", "--out", out, "--quiet",
-               "--force").exit_code == 0
+               flag).exit_code == 0
+    assert read_inputspace(out)[1]["loss"].shape == (2, 1, 2)
 
 
 @pytest.mark.parametrize("importance", ["ablation", "taylor"])
