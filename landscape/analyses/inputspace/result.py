@@ -153,16 +153,22 @@ def _readonly(value: Any) -> np.ndarray:
     return a
 
 
-def _grid(value: Grid, name: str) -> np.ndarray:
-    """A grid given as ``MIN:MAX:NUM`` or as a sequence of values."""
+def _grid(value: Grid, name: str, *, minimum: int) -> np.ndarray:
+    """A grid given as ``MIN:MAX:NUM`` or as a sequence of values: at least ``minimum`` finite values."""
     from landscape.core.grid import parse_axis
 
     if isinstance(value, str):
-        return np.asarray(parse_axis(value, name=name).coords, dtype=np.float64)
-    try:
-        return np.asarray(value, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError):
-        raise LandscapeError(f"{name}={value!r} is neither MIN:MAX:NUM nor a sequence of numbers") from None
+        arr = np.asarray(parse_axis(value, name=name).coords, dtype=np.float64)
+    else:
+        try:
+            arr = np.asarray(value, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise LandscapeError(f"{name}={value!r} is neither MIN:MAX:NUM nor a sequence of numbers") from None
+    if arr.size < minimum or not np.all(np.isfinite(arr)):
+        shown = arr.tolist() if arr.size <= 8 else f"{arr.size} values"
+        raise LandscapeError(f"{name}={shown} needs at least {minimum} finite value{'s' if minimum > 1 else ''}; "
+                             f"e.g. {_DEFAULT_RADIUS if name == 'radius' else _DEFAULT_SIGMA}")
+    return arr
 
 
 def compute(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, mode: Mode = "around",
@@ -201,10 +207,10 @@ def compute(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, mo
         directions = directions or "random"
         if directions == "gradient" and n_directions not in (None, 1):
             raise LandscapeError("directions='gradient' has one direction per sample; drop n_directions=")
-        radii = _grid(_DEFAULT_RADIUS if radius is None else radius, "radius")
+        radii = _grid(_DEFAULT_RADIUS if radius is None else radius, "radius", minimum=2)
         result = C.paths_around(model, inputs, targets, radii=radii, directions=directions,
                                 n_directions=n_directions or 1, seed=seed, batch_size=batch_size, progress=progress)
-        loss, axis_name, axis = np.asarray(result.loss), "radius", radii
+        loss, axis_name, axis = np.asarray(result.loss), "r", radii
     elif mode == "between":
         steps = 21 if steps is None else steps
         if steps < 2:
@@ -216,7 +222,10 @@ def compute(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, mo
                                  seed=seed, batch_size=batch_size, progress=progress)
         loss, axis_name, axis = np.asarray(result.loss), "α", alphas
     else:
-        sigmas = _grid(_DEFAULT_SIGMA if sigma is None else sigma, "sigma")
+        sigmas = _grid(_DEFAULT_SIGMA if sigma is None else sigma, "sigma", minimum=1)
+        if np.any(sigmas < 0):
+            raise LandscapeError(f"sigma={sigmas.tolist() if sigmas.size <= 8 else '…'} must be ≥ 0 (noise "
+                                 "standard deviations); e.g. 0:1:11")
         result = C.noise_robustness(model, inputs, targets, sigmas=sigmas, draws=5 if draws is None else draws,
                                     seed=seed, batch_size=batch_size, progress=progress)
         loss, axis_name, axis = np.asarray(result.loss_mean), "σ", sigmas

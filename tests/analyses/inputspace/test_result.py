@@ -120,6 +120,10 @@ def test_grids_as_specs_or_sequences_and_options_of_another_mode():
         landscape.inputspace(model, (x, y), mode="between", radius="0:1:3")
     with pytest.raises(LandscapeError, match="radius='0:1' is not MIN:MAX:NUM"):
         landscape.inputspace(model, (x, y), radius="0:1")
+    with pytest.raises(LandscapeError, match=r"radius=\[1.0\] needs at least 2 finite values"):
+        landscape.inputspace(model, (x, y), radius=[1.0])
+    with pytest.raises(LandscapeError, match=r"sigma=\[-1.0, 0.0\] must be ≥ 0"):
+        landscape.inputspace(model, (x, y), mode="noise", sigma=[-1.0, 0.0])
     with pytest.raises(LandscapeError, match="steps=1 must be at least 2"):
         landscape.inputspace(model, (x, y), mode="between", steps=1)
 
