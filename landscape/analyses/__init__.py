@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from landscape.analyses import attention, hessian, inputspace, predictiveness, surface
+from landscape.analyses import attention, connectivity, hessian, inputspace, predictiveness, surface
 from landscape.analyses._base import Analysis
 from landscape.errors import LandscapeError
 
@@ -15,6 +15,7 @@ ANALYSES: dict[str, Analysis] = {
     "predictiveness": predictiveness.ANALYSIS,
     "inputspace": inputspace.ANALYSIS,
     "attention": attention.ANALYSIS,
+    "connect": connectivity.ANALYSIS,
 }
 
 
