@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from landscape.core._eval import batchnorm_guard
 from landscape.core.budget import warn_if_long
+from landscape.core.state import ModelState
 from landscape.errors import LandscapeError
 
 BNMode = Literal["train", "eval"]
@@ -53,7 +54,8 @@ def parse_etas(spec: str, *, name: str = "--eta") -> tuple[float, ...]:
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise LandscapeError(f"{name} '{spec}' is not MIN:MAX:NUM (e.g. {DEFAULT_ETA_SPEC}) "
+        what = f"{name} '{spec}'" if name.startswith("-") else f"{name}='{spec}'"  # a flag, or an argument
+        raise LandscapeError(f"{what} is not MIN:MAX:NUM (e.g. {DEFAULT_ETA_SPEC}) "
                              "or a comma-separated list of step sizes") from None
     return check_etas(values, name=name)
 
@@ -162,7 +164,6 @@ def probe_batch(
     if grad is not None and len(grad) != len(params):
         raise ValueError(f"grad has {len(grad)} tensors for {len(params)} trainable parameters")
     buffers = dict(model.named_buffers())
-    modes = [(m, m.training) for m in model.modules()]
     rng = _RngGuard(seed)
     counts = {"forward": 0, "backward": 0}
 
@@ -182,25 +183,26 @@ def probe_batch(
             torch.zeros_like(w) if gr is None else gr.detach() for w, gr in zip(weights, grads)
         ]
 
+    # values=False: probing never writes to parameters or buffers (functional_call, cloned buffers), so only the
+    # per-module modes need restoring, and a training probe copies no weights.
     try:
-        model.train(bn_mode == "train")
-        if grad is None:
-            loss, g = evaluate([p.clone().requires_grad_(True) for p in params], True)
-        else:
-            g = [torch.zeros_like(p) if gi is None else gi.detach() for p, gi in zip(params, grad)]
-            if loss is None:
-                loss, _ = evaluate(list(params), False)
-        g_norm = math.sqrt(_sq_norm(g))
-        losses, diffs = [], []
-        for eta in etas:
-            shifted = [(p - eta * gi).requires_grad_(True) for p, gi in zip(params, g)]
-            value, g_eta = evaluate(shifted, True)
-            losses.append(value)
-            # Difference in float64: for float32 models the two gradients can agree to many digits.
-            diffs.append(math.sqrt(sum(float((a.double() - b.double()).square().sum()) for a, b in zip(g_eta, g))))
+        with ModelState(model, mode=bn_mode, values=False):
+            if grad is None:
+                loss, g = evaluate([p.clone().requires_grad_(True) for p in params], True)
+            else:
+                g = [torch.zeros_like(p) if gi is None else gi.detach() for p, gi in zip(params, grad)]
+                if loss is None:
+                    loss, _ = evaluate(list(params), False)
+            g_norm = math.sqrt(_sq_norm(g))
+            losses, diffs = [], []
+            for eta in etas:
+                shifted = [(p - eta * gi).requires_grad_(True) for p, gi in zip(params, g)]
+                value, g_eta = evaluate(shifted, True)
+                losses.append(value)
+                # Difference in float64: for float32 models the two gradients can agree to many digits.
+                diffs.append(math.sqrt(sum(float((a.double() - b.double()).square().sum())
+                                           for a, b in zip(g_eta, g))))
     finally:
-        for module, training in modes:
-            module.training = training
         rng.restore()
     etas_arr = np.asarray(etas, dtype=np.float64)
     diff_arr = np.asarray(diffs, dtype=np.float64)
@@ -239,11 +241,11 @@ def sample_batches(
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """``n_batches`` disjoint minibatches of ``batch_size`` drawn by a seeded permutation (private generator)."""
     if n_batches < 1 or batch_size < 1:
-        raise LandscapeError(f"batches={n_batches} and batch_size={batch_size} must both be at least 1")
+        raise LandscapeError(f"n_batches={n_batches} and batch_size={batch_size} must both be at least 1")
     need = n_batches * batch_size
     if need > len(targets):
         raise LandscapeError(f"{n_batches} batches of {batch_size} need {need} samples but the data has "
-                             f"{len(targets)}; lower --batches or --batch-size")
+                             f"{len(targets)}; lower n_batches= or batch_size=")
     perm = torch.randperm(len(targets), generator=torch.Generator().manual_seed(seed))
     return [(inputs[idx], targets[idx]) for idx in perm[:need].split(batch_size)]
 
@@ -267,7 +269,7 @@ def probe_checkpoint(
     device = next(model.parameters()).device
     batch_list = list(batches)
     if not batch_list:
-        raise LandscapeError("no batches to probe; give at least one (--batches N)")
+        raise LandscapeError("no batches to probe; give at least one (n_batches=1 or more)")
     t0 = time.perf_counter()
     rows, sizes = [], []
     bar = tqdm(batch_list, desc="predictiveness", unit="batch", leave=False,
@@ -332,7 +334,8 @@ class PredictivenessProbe:
     (use it for models with dropout too: the probe's masks differ from the step's).
     On a resumed run (``resumed=True``) rows at or past the restart step are dropped and the file continues;
     the η grid, BN mode and ``every`` must match the file's. ``attrs``: extra settings stored in the file
-    (model name, dataset, lr…).
+    (model name, dataset, lr…). A new file also records the provenance record of the model as training starts
+    (its weights hash, model, dataset, seed, device, threads, versions; ``start_step``).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, every: int, etas: Sequence[float] = DEFAULT_ETAS,
@@ -356,6 +359,13 @@ class PredictivenessProbe:
         return {**self.attrs, "source": "training", "x_axis": "step", "every": self.every, "bn_mode": self.bn_mode,
                 "grad_source": "recomputed" if self.recompute_grad else "step"}
 
+    def _provenance(self, model: nn.Module) -> dict[str, Any]:
+        from landscape.core.provenance import provenance
+
+        known = self.attrs
+        return provenance(model, dataset=known.get("dataset"), data_dir=known.get("data_dir"), split="train",
+                          n_samples=known.get("n_samples"), subset=known.get("subset"), seed=known.get("seed")).attrs()
+
     def on_train_begin(self, *, model: nn.Module, start_step: int, resumed: bool) -> None:
         from landscape.analyses.predictiveness import schema as store
 
@@ -370,7 +380,9 @@ class PredictivenessProbe:
                                      f"({'; '.join(mismatch)}); use the run's settings or delete the file")
             self._rows = _probe_write(self.path, lambda: store.truncate(self.path, before_step=start_step))
         else:
-            _probe_write(self.path, lambda: store.create(self.path, eta=self.etas, attrs=self._settings()))
+            # A new file records the provenance of the weights training starts from (a resumed file keeps its own).
+            attrs = {**self._provenance(model), **self._settings(), "start_step": start_step}
+            _probe_write(self.path, lambda: store.create(self.path, eta=self.etas, attrs=attrs))
             self._rows = 0
         self._ready = True
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -22,15 +23,23 @@ _PANELS = ("loss landscape", "gradient predictiveness", "effective β-smoothness
 _YLABELS = ("loss  L(W − ηg)", "‖∇L(W − ηg) − g‖₂", "max_η ‖∇L(W − ηg) − g‖ / ‖ηg‖")
 
 
+# The three panels: what each draws (``PlotOptions.metric`` picks one for ``Predictiveness.plot``).
+METRICS = ("loss", "grad_diff", "beta")
+
+
 def _load(path: str | os.PathLike[str]) -> store.PredictivenessData:
     data = store.read(path)
-    if len(data.step) == 0:
-        raise LandscapeError(f"{path} has no rows yet (no probe has run); train with --probe-every or run "
-                             "'landscape predictiveness' first")
+    _check_rows(data, path)
     return data
 
 
-def _label(path: str | os.PathLike[str], data: store.PredictivenessData) -> str:
+def _check_rows(data: Any, where: str | os.PathLike[str]) -> None:
+    if len(data.step) == 0:
+        raise LandscapeError(f"{where} has no rows yet (no probe has run): probe during training or at a "
+                             "checkpoint first")
+
+
+def _label(path: str | os.PathLike[str], data: Any) -> str:
     model = data.attrs.get("model")
     if isinstance(model, str) and model not in ("", "null"):
         return model
@@ -39,7 +48,7 @@ def _label(path: str | os.PathLike[str], data: store.PredictivenessData) -> str:
     return path.parent.name if path.stem == "predictiveness" and path.parent.name else path.stem
 
 
-def _settings(data: store.PredictivenessData) -> str:
+def _settings(data: Any) -> str:
     etas = data.eta
     return (f"η ∈ [{etas.min():g}, {etas.max():g}] ({len(etas)} steps), "
             f"BN {data.attrs.get('bn_mode', '?')} mode while probing")
@@ -56,6 +65,47 @@ def _band(ax: plt.Axes, x: np.ndarray, values: np.ndarray, color: str, label: st
         ax.plot(x, hi, color=color, lw=0.6)
 
 
+def _panel(ax: plt.Axes, data: Any, metric: str, color: str, label: str | None) -> None:
+    """One panel's curve of ``data`` (a file's content or a ``Predictiveness``): a band over η, or β."""
+    x = np.asarray(data.step, dtype=np.float64)
+    if metric == "beta":
+        ax.plot(x, data.beta, color=color, marker="o" if len(x) <= 30 else None, ms=3, label=label)
+    else:
+        _band(ax, x, getattr(data, metric), color, label)
+
+
+def _dress(ax: plt.Axes, metric: str, xlabel: str, options: PlotOptions) -> None:
+    i = METRICS.index(metric)
+    ax.set_title(_PANELS[i])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(_YLABELS[i])
+    if options.log:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+
+
+def _xlabel(datasets: Sequence[Any]) -> str:
+    names = {d.attrs.get("x_axis", "step") for d in datasets}
+    return "batch" if names == {"batch"} else "training step"
+
+
+def draw(data: Any, *, ax: plt.Axes | None = None, options: PlotOptions | None = None) -> plt.Axes:
+    """One panel of ``landscape plot`` for ``data`` (a ``Predictiveness`` or a file's content) on ``ax`` (a new
+    figure when None); ``options.metric`` picks it: ``loss`` (band over η), ``grad_diff`` (band) or ``beta``."""
+    options = options or PlotOptions()
+    if options.metric not in METRICS:
+        raise LandscapeError(f"metric={options.metric!r}: a predictiveness result draws 'loss', 'grad_diff' or "
+                             "'beta'")
+    _check_rows(data, getattr(data, "path", "") or "the result")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.8), constrained_layout=True)
+    _panel(ax, data, options.metric, plt.rcParams["axes.prop_cycle"].by_key()["color"][0], None)
+    _dress(ax, options.metric, _xlabel([data]), options)
+    if options.title:
+        ax.set_title(options.title)
+    return ax
+
+
 def _draw(paths: Sequence[str | os.PathLike[str]], labels: Sequence[str] | None, out: str | os.PathLike[str],
           options: PlotOptions) -> None:
     datasets = [_load(p) for p in paths]
@@ -66,22 +116,13 @@ def _draw(paths: Sequence[str | os.PathLike[str]], labels: Sequence[str] | None,
         labels = [f"{label} ({s})" for label, s in zip(labels, settings)]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), constrained_layout=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    axis_names = {d.attrs.get("x_axis", "step") for d in datasets}
     for i, (data, label) in enumerate(zip(datasets, labels)):
-        color = colors[i % len(colors)]
-        x = data.step.astype(np.float64)
         legend = label if len(datasets) > 1 else None
-        _band(axes[0], x, data.loss, color, legend)
-        _band(axes[1], x, data.grad_diff, color, legend)
-        axes[2].plot(x, data.beta, color=color, marker="o" if len(x) <= 30 else None, ms=3, label=legend)
-    xlabel = "batch" if axis_names == {"batch"} else "training step"
-    for ax, title, ylabel in zip(axes, _PANELS, _YLABELS):
-        ax.set_title(title)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        if options.log:
-            ax.set_yscale("log")
-        ax.grid(alpha=0.3)
+        for ax, metric in zip(axes, METRICS):
+            _panel(ax, data, metric, colors[i % len(colors)], legend)
+    xlabel = _xlabel(datasets)
+    for ax, metric in zip(axes, METRICS):
+        _dress(ax, metric, xlabel, options)
     if len(datasets) > 1:
         axes[0].legend(loc="best", fontsize="small")
     default_title = settings[0] if shared else "probe settings differ between the curves (see the legend)"
