@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import warnings
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import click
 
 from landscape._version import __version__
+from landscape.cli._flags import name_flags, options_by_argument
 from landscape.core.threads import set_threads
 from landscape.errors import LandscapeError
 
@@ -38,9 +40,44 @@ def _interrupt_advice(command: str | None) -> str:
     return "nothing was written; run the command again"
 
 
+def _failing_command(exc: BaseException) -> click.Command | None:
+    """The innermost command whose body raised ``exc``: a study runs its steps' commands inside its own, and a
+    step's message must name the step's flags."""
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code is click.Command.invoke.__code__:  # the frame that calls a command's function
+            found = tb.tb_frame.f_locals.get("self")
+        tb = tb.tb_next
+    return found if isinstance(found, click.Command) else None
+
+
+# The first sentence of a help text: up to a full stop that ends it or is followed by a new sentence ("e.g. X" and
+# "i.e. X" do not end one).
+_SENTENCE_END = re.compile(r"(?<!e\.g)(?<!i\.e)\.(?=\s+[A-Z(])")
+
+
+def summary(command: click.Command) -> str:
+    """The one-sentence summary of ``command`` in the group's help: its ``short_help``, else the first sentence of
+    its help, complete (click's default cuts it to the line with "...")."""
+    if command.short_help:
+        return command.short_help
+    paragraph = " ".join((command.help or "").strip().split("\n\n")[0].split())
+    end = _SENTENCE_END.search(paragraph)
+    return paragraph[:end.end()] if end else paragraph
+
+
 class _Group(click.Group):
     """A group that prints user errors as one line (LandscapeError: exit 1, usage: exit 2); tracebacks only under
     --debug."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Every command with its complete one-sentence summary, wrapped (click's default truncates with "...")."""
+        rows = [(name, summary(cmd)) for name in self.list_commands(ctx)
+                if (cmd := self.get_command(ctx, name)) is not None and not cmd.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:
@@ -69,7 +106,10 @@ class _Group(click.Group):
         except LandscapeError as exc:
             if ctx.find_root().params.get("debug"):
                 raise
-            click.echo(f"error: {exc}", err=True)
+            # The library speaks of arguments (n_samples=500); the user typed flags (--n-samples 500).
+            command = _failing_command(exc) or self.get_command(ctx, ctx.invoked_subcommand or "")
+            options = options_by_argument([self, *([command] if command is not None else [])])
+            click.echo(f"error: {name_flags(str(exc), options)}", err=True)
             sys.exit(1)
         except click.Abort as exc:
             # A command run inside another (a study's steps) turns Ctrl-C into Abort on its way out.

@@ -29,7 +29,7 @@ from landscape.core.options import device_option, parse_key_values, seed_option
               help="Model option, e.g. merge=gate or attention_merge=add (repeatable).")
 @seed_option
 @device_option
-@click.option("--out", type=click.Path(file_okay=False), default=None,
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Run folder (default: runs/MODEL-DATASET-sSEED).")
 @click.option("--save-every", type=click.IntRange(min=1), default=1, show_default=True,
               help="Save a trajectory checkpoint every K epochs.")
@@ -44,7 +44,7 @@ from landscape.core.options import device_option, parse_key_values, seed_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(model: str, dataset: str, data_dir: str | None, n_train: int | None, epochs: int, batch_size: int,
           lr: float, momentum: float, weight_decay: float, schedule: str, augment: bool | None,
-          width: float | None, model_options: tuple[str, ...], seed: int, device: str, out: str | None,
+          width: float | None, model_options: tuple[str, ...], seed: int, device: str, out_dir: str | None,
           save_every: int, resume: bool, probe_every: int | None, probe_eta: str | None,
           probe_bn: Literal["train", "eval"], quiet: bool) -> None:
     """Train MODEL (a registered name or package.module:callable) with SGD; writes checkpoints and metrics.csv."""
@@ -58,7 +58,7 @@ def train(model: str, dataset: str, data_dir: str | None, n_train: int | None, e
     options = parse_key_values(model_options)
     if width is not None:
         options["width"] = width
-    out_dir = Path(out or f"runs/{model.replace(':', '_')}-{dataset}-s{seed}")
+    run_dir = Path(out_dir or f"runs/{model.replace(':', '_')}-{dataset}-s{seed}")
     callbacks = []
     if probe_every is not None:
         from landscape.analyses.predictiveness.compute import (
@@ -69,7 +69,7 @@ def train(model: str, dataset: str, data_dir: str | None, n_train: int | None, e
 
         etas = parse_etas(probe_eta or DEFAULT_ETA_SPEC, name="--probe-eta")
         callbacks.append(PredictivenessProbe(
-            out_dir / "predictiveness.h5", every=probe_every, etas=etas, bn_mode=probe_bn,
+            run_dir / "predictiveness.h5", every=probe_every, etas=etas, bn_mode=probe_bn,
             attrs={"model": model, "model_options": options, "dataset": dataset, "lr": lr,
                    "batch_size": batch_size, "seed": seed}))
     elif probe_eta is not None or probe_bn != "train":
@@ -79,14 +79,14 @@ def train(model: str, dataset: str, data_dir: str | None, n_train: int | None, e
     net = seeded_model(model, num_classes=info.num_classes, in_channels=info.in_channels, seed=seed, **options)
     # Held from the first look into the run folder to the end (train() takes it again, re-entrantly): a second
     # run into the same folder is refused before it reads or writes anything there.
-    with output_lock(out_dir):
-        if probe_every is None and resume and (out_dir / "predictiveness.h5").exists():
+    with output_lock(run_dir):
+        if probe_every is None and resume and (run_dir / "predictiveness.h5").exists():
             # Resuming unprobed would leave the probe file silently covering only the first part of training.
-            raise LandscapeError(f"{out_dir} was trained with probes (predictiveness.h5): resume with the same "
+            raise LandscapeError(f"{run_dir} was trained with probes (predictiveness.h5): resume with the same "
                                  "--probe-every/--probe-eta/--probe-bn, or delete that file")
         result = run_training(
             net, train_data, test_data, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
-            weight_decay=weight_decay, schedule=schedule, seed=seed, device=device, out_dir=out_dir,
+            weight_decay=weight_decay, schedule=schedule, seed=seed, device=device, out_dir=run_dir,
             save_every=save_every, resume=resume, augment=info.augment if augment is None else augment,
             meta={"dataset": dataset, "data_dir": data_dir, "n_train": n_train}, progress=not quiet,
             callbacks=callbacks,

@@ -252,20 +252,20 @@ def load_checkpoint(
             # The hole this closes: a file that names code would run it. Only the caller may name code.
             raise LandscapeError(
                 f"{path} records model '{recorded_name}', which is code named by the file; landscape never imports "
-                f"code a file names: if you trust it, pass it yourself with --model {recorded_name}")
+                f"code a file names: if you trust it, pass it yourself with model={recorded_name}")
         raise LandscapeError(f"{path} records model '{recorded_name}', which is not a registered model "
                              "('landscape models' lists them); was it registered in another program?")
     # From here the model built is the caller's own or a registered one: a file never chooses code to run.
     name = model or recorded_name
     if name is None:
-        raise LandscapeError(f"{path} is a plain state dict without metadata; say which model it is with --model NAME")
+        raise LandscapeError(f"{path} is a plain state dict without metadata; say which model it is with model=")
     recorded = meta.get("model_options") or {}
     options = {**recorded, **(model_options or {})} if name == recorded_name else dict(model_options or {})
     if recorded_name is not None and (diff := architecture_difference(meta, {"model": name,
                                                                              "model_options": options})):
         # Loading trained weights into another architecture would give numbers for a model never trained.
-        raise LandscapeError(f"{path} records its model ({diff}); --model/--model-option are for plain state "
-                             "dicts only: drop them, or save the weights as a plain state dict to reinterpret them")
+        raise LandscapeError(f"{path} records its model ({diff}); model= and model_options= are for plain "
+                             "state dicts only: drop them, or save the weights as a plain state dict to reinterpret them")
     if not allow_nonfinite:
         count, where = _nonfinite(state)
         if count:

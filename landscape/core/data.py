@@ -186,7 +186,7 @@ def load_dataset(
         x, y = (xtr, ytr) if split == "train" else (xte, yte)
     elif info.needs_data_dir:
         if data_dir is None:
-            raise LandscapeError(f"{name} needs --data-dir pointing at the python-pickle folder (e.g. cifar-10-batches-py)")
+            raise LandscapeError(f"{name} needs data_dir= pointing at the python-pickle folder (e.g. cifar-10-batches-py)")
         x, y = _cifar(name, str(Path(data_dir).resolve()), split)
     else:
         x, y = _synthetic(info, split)

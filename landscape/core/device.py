@@ -15,7 +15,7 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if spec.startswith("cuda") and not torch.cuda.is_available():
-        raise LandscapeError(f"--device {spec} asked for, but this torch build sees no CUDA device; use --device cpu")
+        raise LandscapeError(f"device={spec} asked for, but this torch build sees no CUDA device; use device=cpu")
     try:
         return torch.device(spec)
     except RuntimeError:

@@ -34,13 +34,13 @@ class PlotOptions:
         for name in ("vmin", "vmax"):
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
-                raise LandscapeError(f"--{name} {value} is not a finite number")
+                raise LandscapeError(f"{name}={value} is not a finite number")
         if self.vmin is not None and self.vmax is not None and not self.vmin < self.vmax:
-            raise LandscapeError(f"--vmin {self.vmin:g} must be below --vmax {self.vmax:g}")
+            raise LandscapeError(f"vmin={self.vmin:g} must be below vmax={self.vmax:g}")
         if self.levels < 2:
-            raise LandscapeError(f"--levels {self.levels} is too few; contours need at least 2")
+            raise LandscapeError(f"levels={self.levels} is too few; contours need at least 2")
         if self.dpi < 1:
-            raise LandscapeError(f"--dpi {self.dpi} must be at least 1")
+            raise LandscapeError(f"dpi={self.dpi} must be at least 1")
 
 
 def default_output(path: str | os.PathLike[str], suffix: str = ".png") -> str:
@@ -73,11 +73,11 @@ def save_figure(fig: Any, out: str | os.PathLike[str], *, dpi: int, **savefig_kw
                 fig.savefig(tmp, dpi=dpi, format=fmt, **savefig_kwargs)
             except OSError as exc:
                 raise LandscapeError(f"cannot write {out}: {exc.strerror or exc}; free space or choose another "
-                                     "output") from None
+                                     "out=") from None
             except ValueError as exc:  # matplotlib's mathtext refuses a label with unbalanced $ or bad TeX
                 reason = " ".join(str(exc).split())[:200]
-                raise LandscapeError(f"cannot draw {out}: {reason}; check --title and the labels stored in the "
-                                     "file") from None
+                raise LandscapeError(f"cannot draw {out}: {reason}; check title= and the labels stored in "
+                                     "the file") from None
     finally:
         plt.close(fig)
     return out

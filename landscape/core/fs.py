@@ -22,9 +22,9 @@ def ensure_writable_dir(folder: str | os.PathLike[str]) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise LandscapeError(f"cannot create output folder {folder}: {exc.strerror}; choose another --out") from None
+        raise LandscapeError(f"cannot create output folder {folder}: {exc.strerror}; choose another out=") from None
     if not os.access(folder, os.W_OK):
-        raise LandscapeError(f"output folder {folder} is not writable; choose another --out")
+        raise LandscapeError(f"output folder {folder} is not writable; choose another out=")
     return folder
 
 
@@ -38,7 +38,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     except OSError as exc:  # os.access can say yes where creating a file fails (root on /proc, read-only mounts)
-        raise LandscapeError(f"cannot create a file in {folder}: {exc.strerror or exc}; choose another --out") from None
+        raise LandscapeError(f"cannot create a file in {folder}: {exc.strerror or exc}; choose another out=") from None
     os.close(fd)
     # mkstemp creates the file 0600; the result should get the mode any new file gets here (0644 under umask 022).
     umask = os.umask(0)
@@ -49,7 +49,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         try:
             os.replace(tmp, path)
         except OSError as exc:
-            raise LandscapeError(f"cannot write {path}: {exc.strerror or exc}; choose another --out") from None
+            raise LandscapeError(f"cannot write {path}: {exc.strerror or exc}; choose another out=") from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

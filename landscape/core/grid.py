@@ -46,45 +46,47 @@ MIN_RELATIVE_STEP = 1e-12
 MAX_NUM = 10**7
 
 
-def parse_axis(spec: str, *, name: str = "--x") -> Axis:
+def parse_axis(spec: str, *, name: str = "x") -> Axis:
     """Parse ``MIN:MAX:NUM`` (e.g. ``-1:1:51``, ``0:0.5:11``, ``-2:-1:3``, ``0:0:1``).
 
-    Anything else is a one-line :class:`LandscapeError`; a parsed axis has finite ends, at most :data:`MAX_NUM`
-    points and strictly increasing coordinates.
+    Anything else is a one-line :class:`LandscapeError` naming the argument ``name`` (``x='0:1' is not …``; a
+    flag such as ``--x`` when a command parses its own option). A parsed axis has finite ends, at most
+    :data:`MAX_NUM` points and strictly increasing coordinates.
     """
     text = str(spec).strip()
     parts = text.split(":")
     hint = "write MIN:MAX:NUM, e.g. -1:1:51"
     shown = " ".join(text.split())  # one line, whatever the spec holds
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    what = f"{name} '{shown}'" if name.startswith("-") else f"{name}='{shown}'"
     if len(parts) != 3:
-        raise LandscapeError(f"{name} '{shown}' is not MIN:MAX:NUM; {hint}")
+        raise LandscapeError(f"{what} is not MIN:MAX:NUM; {hint}")
     try:
         lo, hi = float(parts[0]), float(parts[1])
     except ValueError:
-        raise LandscapeError(f"{name} '{shown}': MIN and MAX must be numbers; {hint}") from None
+        raise LandscapeError(f"{what}: MIN and MAX must be numbers; {hint}") from None
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise LandscapeError(f"{name} '{shown}': MIN and MAX must be finite; {hint}")
+        raise LandscapeError(f"{what}: MIN and MAX must be finite; {hint}")
     if max(abs(lo), abs(hi)) > MAX_COEFFICIENT:
-        raise LandscapeError(f"{name} '{shown}': coefficients beyond ±{MAX_COEFFICIENT:g} overflow the weights; "
+        raise LandscapeError(f"{what}: coefficients beyond ±{MAX_COEFFICIENT:g} overflow the weights; "
                              "choose a smaller range")
     count = parts[2].strip()
     if len(count) > 12:  # int() of a long digit string is slow and its value is refused below anyway
-        raise LandscapeError(f"{name} '{shown}': NUM must be at most {MAX_NUM:,} points")
+        raise LandscapeError(f"{what}: NUM must be at most {MAX_NUM:,} points")
     try:
         num = int(count)
     except ValueError:
-        raise LandscapeError(f"{name} '{shown}': NUM '{' '.join(count.split())[:20]}' must be a whole number of points; {hint}") from None
+        raise LandscapeError(f"{what}: NUM '{' '.join(count.split())[:20]}' must be a whole number of points; {hint}") from None
     if num < 1:
-        raise LandscapeError(f"{name} '{shown}': NUM must be at least 1, got {num}")
+        raise LandscapeError(f"{what}: NUM must be at least 1, got {num}")
     if num > MAX_NUM:
-        raise LandscapeError(f"{name} '{shown}': NUM {num:,} is too many points for one axis; at most {MAX_NUM:,}")
+        raise LandscapeError(f"{what}: NUM {num:,} is too many points for one axis; at most {MAX_NUM:,}")
     if lo > hi:
-        raise LandscapeError(f"{name} '{shown}': MIN {lo:g} is above MAX {hi:g}; write {hi:g}:{lo:g}:{num}")
+        raise LandscapeError(f"{what}: MIN {lo:g} is above MAX {hi:g}; write {hi:g}:{lo:g}:{num}")
     if num > 1 and lo == hi:
-        raise LandscapeError(f"{name} '{shown}': {num} points between equal ends {lo:g}; use NUM 1 or widen the range")
+        raise LandscapeError(f"{what}: {num} points between equal ends {lo:g}; use NUM 1 or widen the range")
     if num > 1 and (hi - lo) / (num - 1) < MIN_RELATIVE_STEP * max(1.0, abs(lo), abs(hi)):
-        raise LandscapeError(f"{name} '{shown}': {num} points between {lo:g} and {hi:g} are closer than the weights "
+        raise LandscapeError(f"{what}: {num} points between {lo:g} and {hi:g} are closer than the weights "
                              "can resolve; use fewer points or widen the range")
     return Axis(lo, hi, num)
 

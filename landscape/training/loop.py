@@ -33,7 +33,9 @@ from landscape.core.checkpoint import (
 )
 from landscape.core.data import augment as augment_batch
 from landscape.core.device import resolve_device
+from landscape.core.evaluate import evaluate as evaluate_batches
 from landscape.core.fs import atomic_path, ensure_writable_dir, output_lock
+from landscape.core.state import ModelState
 from landscape.errors import LandscapeError
 
 SCHEDULES = ("cosine", "step", "constant")
@@ -75,25 +77,19 @@ def lr_at(step: int, *, total_steps: int, lr: float, schedule: str) -> float:
     return lr
 
 
-@torch.no_grad()
 def evaluate(
     model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], *, batch_size: int = 512,
     device: torch.device | str = "cpu",
 ) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over ``data`` in eval mode (sums in float64, weighted by batch size)."""
-    was_training = model.training
-    model.eval()
+    """Mean cross-entropy and accuracy over ``data`` in eval mode, on ``device`` (where the model must be).
+
+    The one batched evaluator (``landscape.core.evaluate``: float64 sums, batches weighted by size) under the one
+    state guard, so every module's own train/eval flag comes back as it was.
+    """
     x, y = data
-    total_loss, correct = 0.0, 0
-    try:
-        for i in range(0, len(y), batch_size):
-            xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
-            out = model(xb)
-            total_loss += F.cross_entropy(out, yb, reduction="sum").double().item()
-            correct += int((out.argmax(1) == yb).sum())
-    finally:
-        model.train(was_training)
-    return total_loss / len(y), correct / len(y)
+    with ModelState(model, mode="eval", values=False):
+        result = evaluate_batches(model, x.to(device), y.to(device), batch_size=batch_size)
+    return result.loss, result.acc
 
 
 def trajectory(run_dir: str | os.PathLike[str]) -> list[Path]:
@@ -114,7 +110,7 @@ def _writing(path: Path) -> Iterator[None]:
         yield
     except OSError as exc:
         raise LandscapeError(f"cannot write {path}: {exc.strerror or exc}; free some space or choose another "
-                             "out_dir, then resume") from None
+                             "out_dir=, then pass resume=True") from None
     except RuntimeError as exc:
         # torch.save reports a failed write as RuntimeError ("PytorchStreamWriter failed writing file ...").
         text = str(exc)
@@ -122,8 +118,8 @@ def _writing(path: Path) -> Iterator[None]:
             raise
         reason = next((os.strerror(code) for code in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO)
                        if os.strerror(code).lower() in text.lower()), "the write failed")
-        raise LandscapeError(f"cannot write {path}: {reason}; free some space or choose another out_dir, "
-                             "then resume") from None
+        raise LandscapeError(f"cannot write {path}: {reason}; free some space or choose another out_dir=, "
+                             "then pass resume=True") from None
 
 
 def _write_metrics(path: Path, rows: list[dict[str, float]]) -> None:
@@ -150,10 +146,10 @@ def _check_finite(model: nn.Module, losses: dict[str, float], *, epoch: int) -> 
             if t.is_floating_point() and not bool(torch.isfinite(t).all()):
                 bad = int((~torch.isfinite(t)).sum())
                 raise LandscapeError(f"training diverged at epoch {epoch}: {kind} {name} has {bad} non-finite "
-                                     "value(s); lower --lr")
+                                     "value(s); lower lr=")
     for name, value in losses.items():
         if not math.isfinite(value):
-            raise LandscapeError(f"training diverged at epoch {epoch}: {name} is {value}; lower --lr")
+            raise LandscapeError(f"training diverged at epoch {epoch}: {name} is {value}; lower lr=")
 
 
 def _call(callbacks: Sequence[Any], method: str, *args: Any, **kwargs: Any) -> None:
@@ -191,10 +187,10 @@ def train(
         if value < 1:
             raise LandscapeError(f"{name}={value} must be at least 1")
     if not (math.isfinite(lr) and lr > 0):
-        raise LandscapeError(f"--lr {lr} must be a finite positive number")
-    for name, rate in (("momentum", momentum), ("weight-decay", weight_decay)):
+        raise LandscapeError(f"lr={lr} must be a finite positive number")
+    for name, rate in (("momentum", momentum), ("weight_decay", weight_decay)):
         if not (math.isfinite(rate) and rate >= 0):
-            raise LandscapeError(f"--{name} {rate} must be a finite number ≥ 0")
+            raise LandscapeError(f"{name}={rate} must be a finite number ≥ 0")
     device = resolve_device(device)
     # One writer per run folder, from before anything in it is read or created to the end: two runs into one
     # folder would interleave their epochs and probe rows.
@@ -260,7 +256,8 @@ def _train_locked(
                                  "afresh, or restore it from a backup") from None
         start_epoch = int(state["epoch"])
     elif not resume and (last.exists() or (out / "final.pt").exists()):
-        raise LandscapeError(f"{out} already holds a training run; add --resume to continue it or choose another --out")
+        raise LandscapeError(f"{out} already holds a training run; pass resume=True to continue it or choose another "
+                             "out_dir=")
 
     x_train, y_train = train_data[0].to(device), train_data[1].to(device)
     n = len(y_train)
@@ -295,7 +292,7 @@ def _train_locked(
                 loss.backward()
                 loss_value = loss.item()
                 if not math.isfinite(loss_value):
-                    raise LandscapeError(f"training diverged at epoch {epoch}, step {step} (loss {loss_value}); lower --lr")
+                    raise LandscapeError(f"training diverged at epoch {epoch}, step {step} (loss {loss_value}); lower lr=")
                 _call(callbacks, "on_step", StepContext(model, xb, yb, loss_value, step, epoch, F.cross_entropy))
                 optimizer.step()
                 loss_sum += loss_value * len(yb)

@@ -189,7 +189,7 @@ def test_fuzzed_study_files_load_or_raise_one_landscape_error(tmp_path, document
         assert isinstance(spec["study"]["out"], str) and spec["models"]
 
 
-@pytest.mark.parametrize(("option", "fragment"), [('command = "surface"\nx = 3', "x '3' is not MIN:MAX:NUM"),
+@pytest.mark.parametrize(("option", "fragment"), [('command = "surface"\nx = 3', "x='3' is not MIN:MAX:NUM"),
                                                   ('command = "surface"\ny = "1:-1:3"', "y"),
                                                   ('command = "predictiveness"\neta = "0:1:0"', "eta"),
                                                   ('command = "inputspace"\nradius = "a:b:c"', "radius")])

@@ -36,7 +36,7 @@ def test_round_trip_keeps_weights_options_and_metadata(tmp_path):
 def test_plain_state_dict_needs_and_accepts_a_model_name(tmp_path):
     model = _model()
     torch.save(model.state_dict(), tmp_path / "plain.pt")
-    with pytest.raises(LandscapeError, match="--model"):
+    with pytest.raises(LandscapeError, match="say which model it is with model=$"):
         load_checkpoint(tmp_path / "plain.pt")
     loaded, meta = load_checkpoint(tmp_path / "plain.pt", model="resnet8", model_options={"merge": "gate"})
     assert meta["in_channels"] == 1 and meta["num_classes"] == 10  # inferred from the tensors

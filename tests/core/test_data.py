@@ -75,7 +75,7 @@ def test_cifar_errors_are_one_line(tmp_path, tiny_cifar_dir):
     with pytest.raises(LandscapeError, match="data_batch_1.*test_batch") as err:
         load_dataset("cifar10", data_dir=str(tmp_path / "empty"))
     assert "\n" not in str(err.value)
-    with pytest.raises(LandscapeError, match="needs --data-dir"):
+    with pytest.raises(LandscapeError, match="needs data_dir= pointing"):
         load_dataset("cifar10")
     (tiny_cifar_dir / "test_batch").write_bytes(b"not a pickle at all")
     with pytest.raises(LandscapeError, match="not a CIFAR"):
