@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 from landscape.analyses import attention, connectivity, hessian, inputspace, predictiveness, surface
+from landscape.analyses import sharpness
 from landscape.analyses._base import Analysis
 from landscape.errors import LandscapeError
 
@@ -16,6 +17,7 @@ ANALYSES: dict[str, Analysis] = {
     "inputspace": inputspace.ANALYSIS,
     "attention": attention.ANALYSIS,
     "connect": connectivity.ANALYSIS,
+    "sharpness": sharpness.ANALYSIS,
 }
 
 
