@@ -45,3 +45,27 @@ def test_every_result_kind_records_the_provenance(tmp_path, digits_ckpt, se_digi
     assert record.model == meta["model"] and record.dataset == "digits"
     assert record.torch_version == str(torch.__version__) and record.threads >= 1
     assert record.dtype == "float32" and record.device == "cpu" and record.seed == 0
+
+
+def test_training_probe_file_records_the_provenance_of_the_start_weights(tmp_path):
+    """``landscape train --probe-every`` writes predictiveness.h5 with the record of the weights training began
+    from (epoch_0000.pt); a resumed run keeps that record and the file stays resumable."""
+    run = tmp_path / "run"
+    args = ["train", "resnet8", "--n-train", "32", "--batch-size", "16", "--width", "0.5", "--probe-every", "1",
+            "--probe-eta", "0.1", "--device", "cpu", "--quiet", "--out", str(run)]
+    res = CliRunner().invoke(main, [*args, "--epochs", "1"])
+    assert res.exit_code == 0, res.output
+    with h5py.File(run / "predictiveness.h5", "r") as f:
+        attrs = read_attrs(f)
+    missing = [field.name for field in dataclasses.fields(Provenance) if field.name not in attrs]
+    assert not missing, f"the probe file lacks {missing}"
+    start, _ = load_checkpoint(run / "epoch_0000.pt")
+    record = Provenance.from_attrs(attrs)
+    assert record.weights_sha256 == weights_sha256(start)
+    assert record.model == "resnet8" and record.model_options == {"width": 0.5} and record.dataset == "digits"
+    assert record.seed == 0 and record.split == "train" and record.device == "cpu" and record.dtype == "float32"
+    assert record.torch_version == str(torch.__version__) and record.threads >= 1 and attrs["start_step"] == 0
+    res = CliRunner().invoke(main, [*args, "--epochs", "1", "--resume"])  # resumes the probe file: rows kept
+    assert res.exit_code == 0, res.output
+    with h5py.File(run / "predictiveness.h5", "r") as f:
+        assert read_attrs(f)["weights_sha256"] == record.weights_sha256 and f["step"][:].tolist() == [0, 1]
