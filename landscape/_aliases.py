@@ -35,8 +35,16 @@ ALIASES: dict[str, str] = {
     "landscape.surface": f"{_A}.surface.compute",
     "landscape.directions": f"{_A}.surface.directions",
     "landscape.hessian": f"{_A}.hessian",
-    # Not landscape.hessian.{trace,density,lanczos,operator}: in the old package those names are functions and
-    # classes of its API; the modules are landscape.analyses.hessian.<name>.
+    # The algorithm modules were named like the API functions they hold (trace, density, lanczos); renamed so that
+    # ``import``ing one never shadows a function. Importing an old path gives the module, and the package keeps
+    # the function under that name (see ``_Package`` in landscape/analyses/hessian/__init__.py).
+    f"{_A}.hessian.trace": f"{_A}.hessian.hutch",
+    f"{_A}.hessian.density": f"{_A}.hessian.slq",
+    f"{_A}.hessian.lanczos": f"{_A}.hessian.krylov",
+    "landscape.hessian.trace": f"{_A}.hessian.hutch",
+    "landscape.hessian.density": f"{_A}.hessian.slq",
+    "landscape.hessian.lanczos": f"{_A}.hessian.krylov",
+    "landscape.hessian.operator": f"{_A}.hessian.operator",
     "landscape.hessian._api": f"{_A}.hessian.compute",
     "landscape.hessian._perlayer": f"{_A}.hessian.perlayer",
     "landscape.hessian._pyhessian": f"{_A}.hessian.pyhessian",

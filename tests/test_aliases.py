@@ -3,6 +3,7 @@
 import importlib
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -28,27 +29,53 @@ def test_old_api_names():
     assert compute_surface is importlib.import_module("landscape.analyses.surface.compute").compute_surface
 
 
-def test_hessian_api_names_stay_functions_after_their_modules_load():
+def test_hessian_modules_are_named_apart_from_the_api_functions():
     import landscape.analyses.hessian as H
-    import landscape.analyses.hessian.density
-    import landscape.analyses.hessian.lanczos
-    import landscape.analyses.hessian.trace  # noqa: F401
+    import landscape.analyses.hessian.hutch as hutch
+    import landscape.analyses.hessian.krylov as krylov
+    import landscape.analyses.hessian.slq as slq
 
+    # ``import … as`` reads the attribute path: with the new names it gives the modules, never a function.
+    assert all(isinstance(m, types.ModuleType) for m in (hutch, slq, krylov))
+    assert (hutch.trace, slq.density, krylov.lanczos) != (H.trace, H.density, H.lanczos)  # op-level algorithms
+    assert H.lanczos is krylov.lanczos  # the package re-exports the operator-level Lanczos itself
+    assert H.trace.__module__ == H.density.__module__ == "landscape.analyses.hessian.compute"
+
+
+@pytest.mark.parametrize("old", ["landscape.analyses.hessian", "landscape.hessian"])
+def test_old_hessian_module_paths_give_the_renamed_modules(old):
+    import landscape.analyses.hessian as H
+    from landscape.analyses.hessian import hutch, krylov, slq
+
+    trace_mod = importlib.import_module(f"{old}.trace")
+    density_mod = importlib.import_module(f"{old}.density")
+    lanczos_mod = importlib.import_module(f"{old}.lanczos")
+    assert (trace_mod, density_mod, lanczos_mod) == (hutch, slq, krylov)
+    assert importlib.import_module(f"{old}.operator") is importlib.import_module("landscape.analyses.hessian.operator")
+    ns: dict = {}
+    exec(f"from {old}.trace import TraceResult, rademacher, trace", ns)
+    assert ns["trace"] is hutch.trace and ns["TraceResult"] is hutch.TraceResult
+    # Importing the old paths did not rebind the API's functions to the modules.
     for name in ("trace", "density", "lanczos"):
-        assert callable(getattr(H, name)) and not isinstance(getattr(H, name), type(H)), name
-    assert sys.modules["landscape.analyses.hessian.trace"].trace is not H.trace  # the op-level algorithm
-    # In a fresh process, with the module imported before the API name was ever looked up.
-    code = ("import landscape.analyses.hessian.trace, landscape.analyses.hessian as H; "
-            "print(H.trace.__module__, type(H.lanczos).__name__)")
+        assert callable(getattr(H, name)) and not isinstance(getattr(H, name), types.ModuleType), name
+    assert H.trace.__module__ == "landscape.analyses.hessian.compute"
+
+
+def test_old_hessian_paths_in_a_fresh_process_keep_the_api_functions():
+    # The module imported before the API name was ever looked up, through both old paths.
+    code = ("import landscape.analyses.hessian.trace, landscape.hessian.density, landscape.hessian.lanczos, landscape; "
+            "import landscape.analyses.hessian as H; "
+            "print(H.trace.__module__, type(H.lanczos).__name__, type(landscape.hessian.density).__name__, "
+            "callable(landscape.hessian))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["landscape.analyses.hessian.compute", "function"]
+    assert out.split() == ["landscape.analyses.hessian.compute", "function", "function", "True"]
 
 
 def test_unlisted_old_submodule_is_refused_not_copied():
-    # Loading analyses/hessian/trace.py again as landscape.hessian.trace would make a second copy of the module.
-    with pytest.raises(ModuleNotFoundError, match=r"landscape\.analyses\.hessian\.trace instead"):
-        importlib.import_module("landscape.hessian.trace")
-    assert "landscape.hessian.trace" not in sys.modules
+    # Loading analyses/hessian/schema.py again as landscape.hessian.schema would make a second copy of the module.
+    with pytest.raises(ModuleNotFoundError, match=r"landscape\.analyses\.hessian\.schema instead"):
+        importlib.import_module("landscape.hessian.schema")
+    assert "landscape.hessian.schema" not in sys.modules
 
 
 def test_monkeypatch_through_an_old_path_reaches_the_new_module(monkeypatch):

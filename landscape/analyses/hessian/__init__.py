@@ -30,7 +30,7 @@ _EXPORTS = {
     "HessianDensityResult": "compute", "HessianEigenResult": "compute", "HessianTraceResult": "compute",
     "density": "compute", "eigenvalues": "compute", "trace": "compute",
     "LayerCurvature": "perlayer", "PerLayerResult": "perlayer", "layer_groups": "perlayer", "per_layer": "perlayer",
-    "EigenResult": "lanczos", "lanczos": "lanczos",
+    "EigenResult": "krylov", "lanczos": "krylov",
     "DenseOperator": "operator", "HessianOperator": "operator", "SymmetricOperator": "operator",
     "select_parameters": "operator",
 }
@@ -50,16 +50,18 @@ def __dir__() -> list[str]:
 
 
 class _Package(types.ModuleType):
-    """``trace``, ``density`` and ``lanczos`` name both functions of the API and modules of this package. The
-    import system binds a submodule to its package's attribute when it first loads it; the API's function keeps
-    the name (as with the old eager ``__init__``). The modules stay reachable by full path in ``sys.modules``
-    and through ``from landscape.analyses.hessian.trace import …``."""
+    """This package, callable as ``landscape.hessian(model, data, …)``.
+
+    The modules are named so that none clashes with an API name (``hutch``, ``slq``, ``krylov`` hold ``trace``,
+    ``density`` and ``lanczos``). Their old paths (``landscape.analyses.hessian.trace`` …, see
+    ``landscape._aliases``) still import the same module objects, and the import system then binds the module to
+    this package under the old name, which is the API function's: that one binding is refused, so
+    ``landscape.hessian.trace`` stays the function whichever path was imported first."""
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in _EXPORTS and isinstance(value, types.ModuleType):
             return
         super().__setattr__(name, value)
-
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # ``landscape.hessian(model, data, …)``: the one-call API installs itself here (landscape/__init__.py).

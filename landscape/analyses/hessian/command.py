@@ -14,6 +14,8 @@ from landscape.core.options import (
     data_options,
     device_option,
     model_option,
+    output_name,
+    overwrite_option,
     parse_key_values,
     seed_option,
 )
@@ -28,12 +30,12 @@ from landscape.core.options import (
 @click.option("--tol", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True,
               help="Stop when every ‖Hv − λv‖ ≤ tol·|λ| (eigenvalue error is about tol² relative).")
 @click.option("--max-iter", type=click.IntRange(min=1), default=None, help="Cap on HVPs for the eigenvalues.")
-@click.option("--trace", "do_trace", is_flag=True, help="Estimate tr(H).")
+@click.option("--trace", is_flag=True, help="Estimate tr(H).")
 @click.option("--trace-method", type=click.Choice(["hutch++", "hutchinson"]), default="hutch++",
               show_default=True, help="Hutch++ (lower variance) or plain Hutchinson; Rademacher probes.")
 @click.option("--probes", type=click.IntRange(min=4), default=100, show_default=True,
               help="HVPs spent on each trace estimate (whole model, or each layer).")
-@click.option("--density", "do_density", is_flag=True, help="Spectral density by stochastic Lanczos quadrature.")
+@click.option("--density", is_flag=True, help="Spectral density by stochastic Lanczos quadrature.")
 @click.option("--lanczos-steps", type=click.IntRange(min=2), default=100, show_default=True,
               help="Lanczos steps (HVPs) per start vector for --density.")
 @click.option("--density-vectors", type=click.IntRange(min=1), default=1, show_default=True,
@@ -41,32 +43,33 @@ from landscape.core.options import (
 @click.option("--per-layer", is_flag=True, help="Top eigenvalue and trace of each layer's own Hessian block.")
 @click.option("--layer-depth", type=click.IntRange(min=1), default=None,
               help="With --per-layer: group parameters by the first N parts of their names (e.g. 2 = blocks).")
-@click.option("--params", "param_pattern", default=None, metavar="PATTERN",
+@click.option("--params", default=None, metavar="PATTERN",
               help="Restrict H to parameters matching glob patterns (comma-separated), e.g. 'layer3.*,fc'.")
 @data_options
 @seed_option
 @click.option("--mode", type=click.Choice(["eval", "train"]), default="eval", show_default=True,
               help="Model mode for the loss (train: BN batch statistics; fixed dropout masks).")
-@click.option("--save-eigenvectors", is_flag=True, help="Store the eigenvectors (for surface --dir eigen).")
+@click.option("--save-eigenvectors", "eigenvectors", is_flag=True,
+              help="Store the eigenvectors (for surface --dir eigen).")
 @click.option("--backend", type=click.Choice(["landscape", "pyhessian"]), default="landscape", show_default=True,
               help="pyhessian: cross-check through PyHessian 0.1 (top eigenvalues and trace only).")
 @device_option
 @model_option
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="Output HDF5 (default: next to CHECKPOINT, e.g. final_hessian.h5).")
-@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+              help="Output HDF5 (default: next to CHECKPOINT, e.g. final.hessian.h5).")
+@overwrite_option()
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def hessian(checkpoint: str, top_k: int, which: Literal["LA", "SA", "LM"], tol: float, max_iter: int | None,
-            do_trace: bool, trace_method: Literal["hutch++", "hutchinson"], probes: int, do_density: bool,
+            trace: bool, trace_method: Literal["hutch++", "hutchinson"], probes: int, density: bool,
             lanczos_steps: int, density_vectors: int,
-            per_layer: bool, layer_depth: int | None, param_pattern: str | None, dataset: str | None,
+            per_layer: bool, layer_depth: int | None, params: str | None, dataset: str | None,
             data_dir: str | None, split: str, n_samples: int | None, batch_size: int, seed: int, mode: str,
-            save_eigenvectors: bool, backend: str, device: str, model_name: str | None,
-            model_options: tuple[str, ...], out: str | None, force: bool, quiet: bool) -> None:
+            eigenvectors: bool, backend: str, device: str, model_name: str | None,
+            model_options: tuple[str, ...], out: str | None, overwrite: bool, quiet: bool) -> None:
     """Curvature of the loss at CHECKPOINT: Hessian eigenvalues, trace, spectral density, per-layer blocks."""
     import time
 
-    # From the defining modules: on the package, ``trace`` and ``density`` are also submodule names.
+    # The engine's module: ``trace`` and ``density`` are this command's flags here.
     from landscape.analyses.hessian import compute as H
     from landscape.analyses.hessian import perlayer
     from landscape.analyses.hessian.operator import select_parameters
@@ -76,33 +79,34 @@ def hessian(checkpoint: str, top_k: int, which: Literal["LA", "SA", "LM"], tol: 
     from landscape.core.device import resolve_device
     from landscape.errors import LandscapeError
 
-    out = out or os.path.splitext(checkpoint)[0] + "_hessian.h5"
-    if not (top_k or do_trace or do_density or per_layer):
+    # Parameters are named as the library's arguments (landscape.hessian), so its messages map onto these flags.
+    out = out or output_name(checkpoint, "hessian")
+    if not (top_k or trace or density or per_layer):
         raise LandscapeError("nothing to measure: use --top-k K (K ≥ 1), --trace, --density or --per-layer")
     if not math.isfinite(tol):
         raise LandscapeError(f"--tol {tol} must be a finite positive number, e.g. 1e-3")
-    if backend == "pyhessian" and (do_density or per_layer or param_pattern or mode == "train" or which != "LA"
-                                   or save_eigenvectors):
+    if backend == "pyhessian" and (density or per_layer or params or mode == "train" or which != "LA"
+                                   or eigenvectors):
         raise LandscapeError("--backend pyhessian supports only --top-k (which LA) and --trace in eval mode, "
                              "without --save-eigenvectors")
     # Options that would be recorded or accepted without effect are refused, so a file never claims what it lacks.
     if layer_depth is not None and not per_layer:
         raise LandscapeError("--layer-depth applies to --per-layer only")
-    if save_eigenvectors and not top_k:
+    if eigenvectors and not top_k:
         raise LandscapeError("--save-eigenvectors needs --top-k K with K ≥ 1")
-    claim_output(out, checkpoint, force=force)
+    claim_output(out, checkpoint, force=overwrite)
     dev = resolve_device(device)
     model, meta = load_checkpoint(checkpoint, model=model_name, model_options=parse_key_values(model_options),
                                   map_location=dev)
     model.to(dev)
     # Requests beyond what the operator's size allows are refused before any HVP: they would only cost time.
-    size = sum(p.numel() for _, p in select_parameters(model, param_pattern))
+    size = sum(p.numel() for _, p in select_parameters(model, params))
     if top_k > size:
         raise LandscapeError(f"--top-k {top_k} exceeds the {size:,} parameters of H; use --top-k ≤ {size}")
-    if do_trace and probes > size:
+    if trace and probes > size:
         raise LandscapeError(f"--probes {probes} is more HVPs than the exact trace takes ({size:,}, one per "
                              f"parameter of H); use --probes ≤ {size}")
-    if do_density and lanczos_steps > size:
+    if density and lanczos_steps > size:
         raise LandscapeError(f"--lanczos-steps {lanczos_steps} exceeds the {size:,} parameters of H (Lanczos "
                              f"ends after that many); use --lanczos-steps ≤ {size}")
     name = checkpoint_dataset(checkpoint, meta, dataset)
@@ -110,7 +114,7 @@ def hessian(checkpoint: str, top_k: int, which: Literal["LA", "SA", "LM"], tol: 
                                    data_dir=data_dir or meta.get("data_dir"))
     batches = [(inputs[i:i + batch_size], targets[i:i + batch_size]) for i in range(0, len(inputs), batch_size)]
     progress = not quiet
-    common: dict[str, Any] = {"train_mode": mode == "train", "seed": seed, "params": param_pattern}
+    common: dict[str, Any] = {"train_mode": mode == "train", "seed": seed, "params": params}
     t0 = time.perf_counter()
     stored: dict = {}
     n_hvp = 0
@@ -118,33 +122,33 @@ def hessian(checkpoint: str, top_k: int, which: Literal["LA", "SA", "LM"], tol: 
         from landscape.analyses.hessian.pyhessian import pyhessian_measure
 
         res = pyhessian_measure(model, batches, k=max(top_k, 1), tol=tol, max_iter=max_iter or 100,
-                                trace_probes=probes if do_trace else None, seed=seed)
+                                trace_probes=probes if trace else None, seed=seed)
         n_hvp = res["n_hvp"]
         if top_k:
             stored["eigenvalues"] = res["eigenvalues"][:top_k]
-        if do_trace:
+        if trace:
             stored["trace"], stored["trace_stderr"] = res["trace"], res["trace_stderr"]
     else:
         if top_k:
             eig = H.eigenvalues(model, batches, k=top_k, which=which, tol=tol, max_iter=max_iter,
-                                return_eigenvectors=save_eigenvectors, progress=progress, **common)
+                                return_eigenvectors=eigenvectors, progress=progress, **common)
             stored.update(eigenvalues=eig.eigenvalues, residuals=eig.residuals, eigenvectors=eig.eigenvectors)
             n_hvp += eig.n_hvp
             if not eig.converged.all():
                 click.echo(f"warning: {int((~eig.converged).sum())} of {top_k} eigenpairs did not reach tol={tol}"
                            f" within the HVP cap; see the residuals", err=True)
-        if do_trace:
+        if trace:
             tr = H.trace(model, batches, n_probes=probes, method=trace_method, progress=progress, **common)
             stored.update(trace=tr.estimate, trace_stderr=tr.stderr)
             n_hvp += tr.n_hvp
-        if do_density:
+        if density:
             d = H.density(model, batches, n_steps=lanczos_steps, n_vectors=density_vectors, progress=progress,
                           **common)
             stored["density"] = {"grid": d.grid, "values": d.density, "nodes": d.nodes, "weights": d.weights}
             n_hvp += d.n_hvp
         if per_layer:
             pl = perlayer.per_layer(model, batches, k=1, tol=tol, n_probes=probes, method=trace_method,
-                                    depth=layer_depth, params=param_pattern, train_mode=mode == "train",
+                                    depth=layer_depth, params=params, train_mode=mode == "train",
                                     seed=seed, progress=progress)
             stored["per_layer"] = {lc.name: {"eigenvalues": lc.eigenvalues, "residuals": lc.residuals,
                                              "trace": lc.trace, "trace_stderr": lc.trace_stderr}
@@ -159,10 +163,11 @@ def hessian(checkpoint: str, top_k: int, which: Literal["LA", "SA", "LM"], tol: 
     attrs = {**record.attrs(), "checkpoint": os.path.abspath(checkpoint), "checkpoint_sha256": meta.get("sha256"),
              "model": meta.get("model"), "dataset": name, "split": split, "n_samples": len(inputs),
              "batch_size": batch_size, "seed": seed, "mode": mode, "backend": backend, "which": which,
-             "k": top_k, "tol": tol, "probes": probes if do_trace or per_layer else None,
-             "trace_method": used_trace_method if do_trace else None,
-             "lanczos_steps": lanczos_steps if do_density else None,
-             "density_vectors": density_vectors if do_density else None, "params": param_pattern, "n_hvp": n_hvp, "seconds": time.perf_counter() - t0}
+             "k": top_k, "tol": tol, "probes": probes if trace or per_layer else None,
+             "trace_method": used_trace_method if trace else None,
+             "lanczos_steps": lanczos_steps if density else None,
+             "density_vectors": density_vectors if density else None, "params": params, "n_hvp": n_hvp,
+             "seconds": time.perf_counter() - t0}
     write_hessian(out, attrs=attrs, **stored)
     if "eigenvalues" in stored:
         click.echo("eigenvalues: " + " ".join(f"{v:.6g}" for v in stored["eigenvalues"]))

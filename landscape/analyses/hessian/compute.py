@@ -10,11 +10,11 @@ from dataclasses import dataclass
 import numpy as np
 from torch import nn
 
-from landscape.analyses.hessian.density import density as _slq
-from landscape.analyses.hessian.lanczos import Which, lanczos
+from landscape.analyses.hessian.hutch import TraceMethod
+from landscape.analyses.hessian.hutch import trace as _trace_op
+from landscape.analyses.hessian.krylov import Which, lanczos
 from landscape.analyses.hessian.operator import Batch, HessianOperator, LossFn
-from landscape.analyses.hessian.trace import TraceMethod
-from landscape.analyses.hessian.trace import trace as _trace_op
+from landscape.analyses.hessian.slq import density as _slq
 
 Params = str | Sequence[str] | None
 

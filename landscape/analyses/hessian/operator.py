@@ -1,6 +1,7 @@
 """Symmetric linear operators: the loss Hessian of a model (exact HVPs) and a dense matrix (for tests).
 
-Algorithms (``lanczos``, ``trace``, ``density``) see only ``size``, ``dtype``, ``device`` and ``matvec``.
+Algorithms (``krylov.lanczos``, ``hutch.trace``, ``slq.density``) see only ``size``, ``dtype``, ``device`` and
+``matvec``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from torch import nn
 
 from landscape.core._eval import batchnorm_guard
 from landscape.core.budget import require_memory, warn_if_long
+from landscape.core.state import ModelState
 from landscape.errors import LandscapeError
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -150,20 +152,17 @@ class HessianOperator:
         self.n_samples = 0
         self.loss = float("nan")
         self._graphs: list[tuple[int, tuple[torch.Tensor, ...]]] | None = None
-        self._saved: dict[str, Any] | None = None
+        self._state: ModelState | None = None  # set while the operator is open (``with``)
 
     # -- model state ---------------------------------------------------------------------------------------
     def __enter__(self) -> HessianOperator:
-        m = self.model
-        self._saved = {
-            "modes": [(mod, mod.training) for mod in m.modules()],
-            "requires_grad": [(p, p.requires_grad) for p in m.parameters()],
-            "buffers": [(b, b.detach().clone()) for b in m.buffers()],
-        }
+        # Values too: in train mode every forward updates the BN running statistics.
+        state = ModelState(self.model, mode="train" if self.train_mode else "eval")
+        state.__enter__()
+        self._state = state
         chosen = {id(p) for _, p in self.named_params}
-        for p in m.parameters():
+        for p in self.model.parameters():
             p.requires_grad_(id(p) in chosen)
-        m.train(self.train_mode)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -172,16 +171,9 @@ class HessianOperator:
     def close(self) -> None:
         """Drop cached graphs and restore the model as found."""
         self._graphs = None
-        if self._saved is None:
-            return
-        with torch.no_grad():
-            for mod, mode in self._saved["modes"]:
-                mod.training = mode
-            for p, flag in self._saved["requires_grad"]:
-                p.requires_grad_(flag)
-            for b, value in self._saved["buffers"]:
-                b.copy_(value)
-        self._saved = None
+        state, self._state = self._state, None
+        if state is not None:
+            state.__exit__(None, None, None)
 
     # -- evaluation ----------------------------------------------------------------------------------------
     def _batch_grads(self, index: int, batch: Batch) -> tuple[int, float, tuple[torch.Tensor, ...]]:
@@ -218,7 +210,7 @@ class HessianOperator:
             yield n, grads
             del grads
         if total == 0:
-            raise LandscapeError("the data holds no samples; check --n-samples / the dataset")
+            raise LandscapeError("the data holds no samples; check n_samples= and the dataset")
         self.n_samples, self.loss = total, loss_sum / total
         if self.keep_graph:
             self._graphs = store
@@ -229,7 +221,7 @@ class HessianOperator:
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
         """``H v`` for a flat vector (any float dtype); returns float64 on the operator's device."""
-        if self._saved is None:
+        if self._state is None:
             raise RuntimeError("use HessianOperator as a context manager: `with HessianOperator(...) as op:`")
         vs = self.split(v.to(device=self.device, dtype=self.param_dtype))
         out = torch.zeros(self.size, dtype=torch.float64, device=self.device)

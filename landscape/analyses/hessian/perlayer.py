@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 from torch import nn
 
-from landscape.analyses.hessian.lanczos import lanczos
+from landscape.analyses.hessian.hutch import TraceMethod
+from landscape.analyses.hessian.hutch import trace as _trace_op
+from landscape.analyses.hessian.krylov import lanczos
 from landscape.analyses.hessian.operator import Batch, HessianOperator, LossFn, select_parameters
-from landscape.analyses.hessian.trace import TraceMethod
-from landscape.analyses.hessian.trace import trace as _trace_op
 from landscape.errors import LandscapeError
 
 

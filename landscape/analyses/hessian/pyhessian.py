@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from landscape.analyses.hessian.operator import Batch, LossFn, _as_batches
+from landscape.core.state import ModelState
 from landscape.errors import LandscapeError
 
 INSTALL_HINT = "PyHessian is not installed; install it with `pip install landscape-toolkit[pyhessian]`"
@@ -31,7 +32,7 @@ def pyhessian_measure(model: nn.Module, data: Batch | Iterable[Batch], *, k: int
     """Top-``k`` eigenvalues (power iteration) and, if asked, the Hutchinson trace, as PyHessian computes them.
 
     PyHessian draws from the global RNG, so it runs under a forked RNG seeded with ``seed``; it forces eval mode,
-    and the model's mode is restored afterwards.
+    and the model's per-module modes, ``requires_grad`` flags and ``.grad`` are restored afterwards.
     """
     try:
         import importlib
@@ -43,7 +44,6 @@ def pyhessian_measure(model: nn.Module, data: Batch | Iterable[Batch], *, k: int
         raise LandscapeError(INSTALL_HINT) from None
     batches = list(_as_batches(data))
     device = next(model.parameters()).device
-    was_training = {m: m.training for m in model.modules()}
     grads = [(p, p.grad) for p in model.parameters()]  # PyHessian's backward(create_graph=True) sets .grad
     out: dict[str, Any] = {}
     # PyHessian does not count its HVPs: count calls of its two HVP routines (one per whole-data HVP).
@@ -59,7 +59,8 @@ def pyhessian_measure(model: nn.Module, data: Batch | Iterable[Batch], *, k: int
     ph_module.hessian_vector_product = counted(single_hvp)
     PyHessian.dataloader_hv_product = counted(multi_hvp)
     try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), warnings.catch_warnings():
+        with ModelState(model, values=False), \
+                torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), warnings.catch_warnings():
             # PyHessian calls backward(create_graph=True); the .grad it leaves is reset in `finally`.
             warnings.filterwarnings("ignore", message="Using backward\\(\\) with create_graph=True")
             torch.manual_seed(seed)
@@ -84,8 +85,6 @@ def pyhessian_measure(model: nn.Module, data: Batch | Iterable[Batch], *, k: int
     finally:
         ph_module.hessian_vector_product, PyHessian.dataloader_hv_product = single_hvp, multi_hvp
         out["n_hvp"] = calls[0]
-        for m, mode in was_training.items():
-            m.training = mode
         for p, g in grads:
             p.grad = g
     return out

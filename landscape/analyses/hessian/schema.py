@@ -92,6 +92,6 @@ def read_eigenvectors(path: str | os.PathLike[str]) -> list[dict[str, np.ndarray
     require_schema(path, SCHEMA)
     with open_h5(path) as f:
         if "eigenvectors" not in f:
-            raise LandscapeError(f"{path} holds no eigenvectors; rerun `landscape hessian` with --save-eigenvectors")
+            raise LandscapeError(f"{path} holds no eigenvectors; compute the Hessian again with eigenvectors=True")
         g = f["eigenvectors"]
         return [{name: g[i][name][()] for name in g[i]} for i in sorted(g, key=int)]

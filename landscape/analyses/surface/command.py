@@ -11,13 +11,21 @@ from landscape.core.options import (
     data_options,
     device_option,
     model_option,
+    output_name,
+    overwrite_option,
     parse_key_values,
     seed_option,
 )
 
 
 def default_output(checkpoint: str, *, two_d: bool, direction: str, split: str) -> str:
-    """``runs/a/final.pt`` -> ``runs/a/final_surface_2d_random.h5`` (``_test`` added for the test split)."""
+    """``runs/a/final.pt`` -> ``runs/a/final.surface-2d-random.h5`` (``-test`` added for the test split)."""
+    return output_name(checkpoint, "surface", "2d" if two_d else "1d", direction, "test" if split == "test" else "")
+
+
+def old_default_output(checkpoint: str, *, two_d: bool, direction: str, split: str) -> str:
+    """The default name of earlier versions, before every output was named ``STEM.KIND….h5``:
+    ``final_surface_2d_random.h5`` (``_test`` added for the test split)."""
     root, _ = os.path.splitext(checkpoint)
     return f"{root}_surface_{'2d' if two_d else '1d'}_{direction}{'_test' if split == 'test' else ''}.h5"
 
@@ -55,8 +63,8 @@ def default_output(checkpoint: str, *, two_d: bool, direction: str, split: str) 
 @device_option
 @model_option
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="Output HDF5 (default: next to CHECKPOINT, e.g. final_surface_2d_random.h5).")
-@click.option("--overwrite", is_flag=True, help="Start afresh even if --out holds a surface made otherwise.")
+              help="Output HDF5 (default: next to CHECKPOINT, e.g. final.surface-2d-random.h5).")
+@overwrite_option(help="Start afresh even if --out holds a surface made otherwise.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def surface(checkpoint: str, xspec: str, yspec: str | None, direction: str, target: str | None,
             trajectory: str | None, eigenvectors: str | None, norm: str | None, ignore: str, dir_type: str,
@@ -110,7 +118,11 @@ def surface(checkpoint: str, xspec: str, yspec: str | None, direction: str, targ
         if diff := architecture_difference(meta, target_meta):
             raise LandscapeError(f"--target {target} is not the same model as {checkpoint} ({diff})")
     if eigenvectors is not None:
-        made_at = read_hessian(eigenvectors)["attrs"]
+        stored = read_hessian(eigenvectors)
+        made_at = stored["attrs"]
+        if not stored.get("n_eigenvectors"):
+            raise LandscapeError(f"--eigen {eigenvectors} holds no eigenvectors; run landscape hessian {checkpoint} "
+                                 "--top-k 2 --save-eigenvectors")
         if made_at.get("checkpoint_sha256") not in (None, meta["sha256"]):
             raise LandscapeError(f"{eigenvectors} holds the eigenvectors of {made_at.get('checkpoint')}, not of "
                                  f"{checkpoint} (their SHA-256 differ); run landscape hessian {checkpoint} "
@@ -136,7 +148,14 @@ def surface(checkpoint: str, xspec: str, yspec: str | None, direction: str, targ
                                                                        model_options=opts),
             eigen_path=eigenvectors)
 
-    out = out or default_output(checkpoint, two_d=grid.y is not None, direction=direction, split=split)
+    if out is None:
+        two_d = grid.y is not None
+        out = default_output(checkpoint, two_d=two_d, direction=direction, split=split)
+        old = old_default_output(checkpoint, two_d=two_d, direction=direction, split=split)
+        if os.path.exists(old) and not os.path.exists(out) and not overwrite:
+            # A run begun by an older version under the old default name: resume it rather than start again.
+            click.echo(f"resuming {old} (the old default name; new surfaces are named like {out})", err=True)
+            out = old
     from landscape.core.provenance import provenance
 
     record = provenance(model, checkpoint_meta=meta, dataset=name, data_dir=ddir, split=split,

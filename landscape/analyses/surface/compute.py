@@ -29,6 +29,7 @@ from landscape.core.evaluate import evaluate as core_evaluate
 from landscape.core.fs import output_lock
 from landscape.core.grid import Grid
 from landscape.core.params import Direction
+from landscape.core.state import ModelState
 from landscape.errors import LandscapeError
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # per-sample losses, shape (B,)
@@ -122,8 +123,8 @@ def recalibrate_bn(model: nn.Module, inputs: torch.Tensor, *, batch_size: int) -
 def evaluate(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, batch_size: int,
              loss_fn: LossFn = cross_entropy, precision_target: float | None = None,
              min_samples: int = 4000) -> tuple[float, float, float, int]:
-    """``(loss, acc, stderr, n)`` from the one batched evaluator, :func:`landscape.core.evaluate.evaluate` (kept
-    for callers of the old tuple form)."""
+    """``(loss, acc, stderr, n)``: :func:`landscape.core.evaluate.evaluate` in the old tuple form (kept for its
+    callers; the engine calls the core evaluator itself)."""
     r = core_evaluate(model, inputs, targets, batch_size=batch_size, loss_fn=loss_fn,
                       precision_target=precision_target, min_samples=min_samples)
     return r.loss, r.acc, r.stderr, r.n
@@ -134,30 +135,23 @@ def compute_points(model: nn.Module, indices: Iterable[int], *, grid: Grid, base
                    loss_fn: LossFn = cross_entropy, bn: BNMode = "eval", recal_inputs: torch.Tensor | None = None,
                    precision_target: float | None = None, min_samples: int = 4000
                    ) -> Generator[PointResult, None, None]:
-    """Evaluate the grid points ``indices`` (flat, see :class:`Grid`) one by one; the model is restored (weights,
-    buffers, train/eval mode) when the iterator ends or is closed."""
+    """Evaluate the grid points ``indices`` (flat, see :class:`Grid`) one by one, in eval mode; the model is restored
+    (weights, buffers, per-module train/eval modes, by :class:`~landscape.core.state.ModelState`) when the iterator
+    ends or is closed."""
     if bn == "recalibrate" and recal_inputs is None:
         raise LandscapeError("bn='recalibrate' needs recalibration inputs")
-    saved = {k: v.clone() for k, v in model.state_dict().items()}
-    modes = {m: m.training for m in model.modules()}
     live = params.live_tensors(model, base.keys())
-    try:
-        model.eval()
+    with ModelState(model, mode="eval"):
         for index in indices:
             t0 = time.perf_counter()
             params.set_tensors(live, base, zip(grid.coefficients(index), directions))
             if bn == "recalibrate" and recal_inputs is not None:  # always given then (checked above)
                 recalibrate_bn(model, recal_inputs, batch_size=batch_size)
-            loss, acc, stderr, n = evaluate(model, inputs, targets, batch_size=batch_size, loss_fn=loss_fn,
-                                            precision_target=precision_target, min_samples=min_samples)
+            r = core_evaluate(model, inputs, targets, batch_size=batch_size, loss_fn=loss_fn,
+                              precision_target=precision_target, min_samples=min_samples)
             if inputs.is_cuda:
                 torch.cuda.synchronize(inputs.device)
-            yield PointResult(int(index), loss, acc, stderr, n, time.perf_counter() - t0)
-    finally:
-        with torch.no_grad():
-            model.load_state_dict(saved)
-        for m, training in modes.items():
-            m.train(training)
+            yield PointResult(int(index), r.loss, r.acc, r.stderr, r.n, time.perf_counter() - t0)
 
 
 def ordered_data(inputs: torch.Tensor, targets: torch.Tensor, *, seed: int, device: torch.device | str
@@ -171,6 +165,14 @@ def ordered_data(inputs: torch.Tensor, targets: torch.Tensor, *, seed: int, devi
 # built in memory when created (twice that while the buffer grows) and read back whole by info, plot and a resume,
 # which also lists the points still to do (8 bytes each).
 BYTES_PER_POINT = 2 * (5 * 8 + 1) + 8
+
+
+def _check_options(*, bn: str, dir_type: str, precision_target: float | None) -> None:
+    if bn == "recalibrate" and dir_type == "states":
+        raise LandscapeError("bn='recalibrate' recomputes the BN statistics that dir_type='states' perturbs; "
+                             "choose one of them")
+    if precision_target is not None and not precision_target > 0:
+        raise LandscapeError(f"precision_target={precision_target} must be positive, e.g. 0.01")
 
 
 def check_grid_fits(grid: Grid, *, available: int | None = None) -> None:
@@ -202,11 +204,7 @@ def compute_surface(model: nn.Module, inputs: torch.Tensor, targets: torch.Tenso
     from landscape.analyses.surface import schema as store
 
     s = settings
-    if s.bn == "recalibrate" and s.dir_type == "states":
-        raise LandscapeError("--bn recalibrate recomputes the BN statistics that --dir-type states perturbs; "
-                             "choose one of them")
-    if s.precision_target is not None and not s.precision_target > 0:
-        raise LandscapeError(f"--precision-target must be positive, got {s.precision_target}")
+    _check_options(bn=s.bn, dir_type=s.dir_type, precision_target=s.precision_target)
     if (grid.y is None) != (s.yspec is None):
         raise LandscapeError("settings.yspec and the grid disagree on 1D versus 2D")
     check_grid_fits(grid)
@@ -228,8 +226,8 @@ def compute_surface(model: nn.Module, inputs: torch.Tensor, targets: torch.Tenso
             stored = store.read(out)  # validated: a damaged file is one line
             if stored.loss.shape != grid.shape or not np.array_equal(stored.x, grid.x.coords) or (
                     grid.y is not None and (stored.y is None or not np.array_equal(stored.y, grid.y.coords))):
-                raise LandscapeError(f"{out} is damaged: its coordinates do not match xspec/yspec; use --overwrite "
-                                     "to start afresh")
+                raise LandscapeError(f"{out} is damaged: its coordinates do not match xspec/yspec; pass "
+                                     "overwrite=True to start afresh")
             found = store.read_directions(out)
             dirs = [params.from_numpy(found[a], like=base) for a in ("x", "y") if a in found]
         else:
@@ -387,9 +385,7 @@ def compute(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, xs
                         loss_fn=loss, recal_inputs=recal_inputs, overwrite=overwrite, progress=progress,
                         attrs=prov.attrs())
         return Surface.from_file(out)
-    if s.bn == "recalibrate" and s.dir_type == "states":
-        raise LandscapeError("bn='recalibrate' recomputes the BN statistics that dir_type='states' perturbs; "
-                             "choose one of them")
+    _check_options(bn=bn, dir_type=dir_type, precision_target=precision_target)
     ds = make_directions()
     dirs = [ds.x] if ds.y is None else [ds.x, ds.y]
     base = params.get_tensors(model, dir_type=dir_type)  # type: ignore[arg-type]

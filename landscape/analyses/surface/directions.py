@@ -95,7 +95,7 @@ def pca_directions(weights: Direction, trajectory: Sequence[Direction], *, count
         raise LandscapeError(f"ignore '{ignore}' is unknown; use biasbn or none")
     if len(trajectory) < count + 1:
         raise LandscapeError(f"PCA with {count} direction(s) needs at least {count + 1} trajectory checkpoints, "
-                             f"found {len(trajectory)}; train with --save-every 1 or use --dir random")
+                             f"found {len(trajectory)}; train with save_every=1 or use direction='random'")
     offsets = [params.sub(t, weights) for t in trajectory]
     if ignore == "biasbn":
         offsets = [{k: torch.zeros_like(v) if v.dim() <= 1 else v for k, v in o.items()} for o in offsets]
@@ -183,14 +183,14 @@ def build_directions(kind: Kind, weights: Direction, *, ndim: int, seed: int = 0
         dirs = [normalize(d, weights, norm=norm, ignore=ignore) for d in random_directions(weights, count=ndim, seed=seed)]
     elif kind == "target":
         if target is None:
-            raise LandscapeError("--dir target needs --target CKPT2")
+            raise LandscapeError("direction='target' needs target= (the weights to move towards)")
         dirs = [target_direction(weights, target)]
         if ndim == 2:
             (ry,) = random_directions(weights, count=1, seed=seed)
             dirs.append(normalize(ry, weights, norm=norm, ignore=ignore))
     elif kind == "pca":
         if trajectory is None:
-            raise LandscapeError("--dir pca needs --trajectory RUN_DIR (a folder written by landscape train)")
+            raise LandscapeError("direction='pca' needs trajectory= (the weights along training)")
         raw, ratio = pca_directions(weights, trajectory, count=ndim, ignore=ignore)
         dirs = [normalize(d, weights, norm=norm, ignore=ignore) for d in raw]
         offsets = [params.sub(t, weights) for t in trajectory]
@@ -200,7 +200,8 @@ def build_directions(kind: Kind, weights: Direction, *, ndim: int, seed: int = 0
                 "pca_path_relative_residual_max": float(resid.max())}
     elif kind == "eigen":
         if eigen_path is None:
-            raise LandscapeError("--dir eigen needs --eigen HESS.h5 (written by landscape hessian)")
+            raise LandscapeError("direction='eigen' needs eigenvectors= (a Hessian file saved with its "
+                                 "eigenvectors)")
         raw = eigen_directions(eigen_path, weights, indices=range(ndim))
         # An eigenvector's bias and BN entries are part of it: zeroing them (ignore=biasbn) would bend it away
         # from the eigen-direction, so unnormalised eigenvectors are used whole.
@@ -227,7 +228,7 @@ def load_trajectory(run_dir: str | os.PathLike[str], *, dir_type: params.DirType
         net, meta = load_checkpoint(p, model=model, model_options=model_options, map_location=device)
         if like is not None and (diff := architecture_difference(like, meta)):
             raise LandscapeError(f"{p} is not the same model as the centre checkpoint ({diff}); "
-                                 "--trajectory must be the run that trained it")
+                                 "trajectory= must be the run that trained it")
         out.append(params.get_tensors(net, dir_type=dir_type))
     if not out:
         raise LandscapeError(f"no checkpoints found in {run_dir}; is it a folder written by landscape train?")

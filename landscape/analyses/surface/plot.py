@@ -36,9 +36,10 @@ def _kind(data: SurfaceData, kind: str, *, compare: bool = False) -> str:
     if kind == "auto":
         return "line" if data.ndim == 1 else ("contourf" if compare else "contour")
     if data.ndim == 1 and kind != "line":
-        raise LandscapeError(f"{data.path} is a 1D surface; --kind {kind} needs a 2D one (use --kind line)")
+        raise LandscapeError(f"{data.path} is a 1D surface; kind={kind!r} needs a 2D one (use kind='line')")
     if data.ndim == 2 and kind == "line":
-        raise LandscapeError(f"{data.path} is a 2D surface; use --kind contour, contourf, heatmap or surface3d")
+        raise LandscapeError(f"{data.path} is a 2D surface; kind='line' needs a 1D one (use kind='contour', "
+                             "'contourf', 'heatmap' or 'surface3d')")
     return kind
 
 

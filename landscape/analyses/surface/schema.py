@@ -109,7 +109,7 @@ def check_settings(path: str | os.PathLike[str], attrs: Mapping[str, Any]) -> No
         have = _norm_attr(found.get(key, "<absent>"))
         if want != have:
             raise LandscapeError(f"{path} was made with {key}={have}, this run asks for {key}={want}; "
-                                 "use --overwrite to start afresh or --out another file")
+                                 "pass overwrite=True to start afresh or choose another out=")
 
 
 def _norm_attr(value: Any) -> Any:

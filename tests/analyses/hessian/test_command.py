@@ -114,7 +114,7 @@ def test_user_errors_are_one_line(digits_ckpt: Path, tmp_path: Path) -> None:
     out = tmp_path / "x.h5"
     out.write_bytes(b"")
     r = runner.invoke(main, ["hessian", str(digits_ckpt), "--out", str(out)])
-    assert r.exit_code == 1 and "--force" in r.output
+    assert r.exit_code == 1 and "--overwrite" in r.output
     r = runner.invoke(main, ["hessian", str(digits_ckpt), "--params", "nope*", "--n-samples", "8", "--quiet",
                              "--out", str(tmp_path / "y.h5")])
     assert r.exit_code == 1 and "matches no parameter" in r.output
@@ -130,6 +130,26 @@ def test_user_errors_are_one_line(digits_ckpt: Path, tmp_path: Path) -> None:
     r = runner.invoke(main, ["hessian", str(digits_ckpt), "--backend", "pyhessian", "--density",
                              "--out", str(tmp_path / "z.h5")])
     assert r.exit_code == 1 and "pyhessian" in r.output
+
+
+def test_default_output_name_and_overwrite_with_its_old_alias(digits_ckpt: Path, tmp_path: Path) -> None:
+    import shutil
+
+    ckpt = tmp_path / "net.pt"
+    shutil.copy(digits_ckpt, ckpt)
+    args = ["hessian", str(ckpt), "--top-k", "1", "--n-samples", "8", "--quiet", "--device", "cpu"]
+    r = _run(*args)
+    out = tmp_path / "net.hessian.h5"  # STEM.KIND.h5, as every command names its default output
+    assert r.exit_code == 0 and r.output.strip().endswith(str(out)) and out.is_file(), r.output
+    assert not (tmp_path / "net_hessian.h5").exists()
+    first = read_hessian(out)["attrs"]["seconds"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 1 and "--overwrite" in r.output and r.output.count("\n") == 1
+    for flag in ("--overwrite", "--force"):  # --force: the old name, kept
+        r = _run(*args, flag)
+        assert r.exit_code == 0, r.output
+        assert read_hessian(out)["attrs"]["seconds"] != first
+        first = read_hessian(out)["attrs"]["seconds"]
 
 
 def test_pyhessian_missing_gives_install_hint(monkeypatch: pytest.MonkeyPatch, digits_ckpt: Path,

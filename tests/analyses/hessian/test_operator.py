@@ -220,3 +220,9 @@ def test_unused_parameter_has_zero_hessian_rows() -> None:
         h = _matrix(op)
     assert torch.all(h[12:] == 0) and torch.all(h[:, 12:] == 0)
     torch.testing.assert_close(h[:12, :12], dense_hessian(model, x, y, ["used.weight", "used.bias"]))
+
+
+def test_no_samples_names_the_argument() -> None:
+    model = _mlp()
+    with HessianOperator(model, []) as op, pytest.raises(LandscapeError, match=r"no samples; check n_samples="):
+        op.matvec(torch.ones(op.size, dtype=torch.float64))

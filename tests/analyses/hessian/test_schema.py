@@ -30,7 +30,7 @@ def test_round_trip_keeps_order(tmp_path: Path) -> None:
 
 def test_missing_eigenvectors_and_foreign_file(tmp_path: Path) -> None:
     write_hessian(tmp_path / "h.h5", attrs={}, trace=1.0)
-    with pytest.raises(LandscapeError, match="--save-eigenvectors"):
+    with pytest.raises(LandscapeError, match="holds no eigenvectors; compute the Hessian again with eigenvectors=True"):
         read_eigenvectors(tmp_path / "h.h5")
     with pytest.raises(LandscapeError, match="not found"):
         read_hessian(tmp_path / "nope.h5")

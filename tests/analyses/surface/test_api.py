@@ -79,6 +79,24 @@ def test_data_forms_agree_and_a_batch_mean_loss_is_refused(net_and_data):
         landscape.surface(net, (x, y), x="-1:1:3", device="meta")
 
 
+@pytest.mark.parametrize("out", [None, "s.h5"])
+def test_messages_name_the_arguments_in_memory_and_into_a_file(tmp_path, net_and_data, out):
+    net, x, y = net_and_data
+    out = None if out is None else tmp_path / out
+    for options, message in (
+            (dict(precision_target=-1.0), "precision_target=-1.0 must be positive"),
+            (dict(bn="recalibrate", dir_type="states", recal_data=(x, y)),
+             "bn='recalibrate' recomputes the BN statistics that dir_type='states' perturbs")):
+        with pytest.raises(landscape.LandscapeError, match=message.replace("(", r"\(")) as err:
+            landscape.surface(net, (x, y), x="-1:1:3", out=out, **options)
+        assert "--" not in str(err.value)
+    if out is not None:
+        landscape.surface(net, (x, y), x="-1:1:3", out=out)
+        with pytest.raises(landscape.LandscapeError, match=r"with seed=0, this run asks for seed=1; pass "
+                                                           r"overwrite=True to start afresh or choose another out="):
+            landscape.surface(net, (x, y), x="-1:1:3", out=out, seed=1)
+
+
 def test_plot_draws_on_the_given_axes(net_and_data):
     import matplotlib
 

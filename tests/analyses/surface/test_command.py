@@ -29,7 +29,8 @@ def test_1d_default_output_and_centre(tmp_path, digits_ckpt, check_bad_figure_ou
     ckpt = shutil.copy(digits_ckpt, tmp_path / "net.pt")
     r = _invoke("surface", ckpt, "--x", "-1:1:3", "--n-samples", 64, "--batch-size", 20, "--quiet")
     assert r.exit_code == 0, r.output
-    out = tmp_path / "net_surface_1d_random.h5"
+    out = tmp_path / "net.surface-1d-random.h5"  # STEM.KIND-VARIANT.h5, the name every command's output follows
+    assert sorted(p.name for p in tmp_path.glob("*.h5")) == [out.name]
     with h5py.File(out) as f:
         assert f.attrs["complete"] and f["train_loss"].shape == (3,)
         assert f["train_loss"][1] == pytest.approx(_eval_loss(ckpt, 64), rel=1e-5)
@@ -40,6 +41,47 @@ def test_1d_default_output_and_centre(tmp_path, digits_ckpt, check_bad_figure_ou
     plot = _invoke("plot", out, "--out", tmp_path / "line.png")
     assert plot.exit_code == 0 and (tmp_path / "line.png").stat().st_size > 1000
     check_bad_figure_outputs([out])
+
+
+def _names(output, flag, arg):
+    """The CLI rewrites the library's ``name=`` into its own flag (landscape/cli); either form names the option."""
+    return flag in output or arg in output
+
+
+def test_default_names_for_test_split_and_2d(tmp_path, digits_ckpt):
+    from landscape.analyses.surface.command import default_output, old_default_output
+
+    ckpt = str(tmp_path / "final.pt")
+    assert default_output(ckpt, two_d=True, direction="pca", split="test") == str(tmp_path / "final.surface-2d-pca-test.h5")
+    assert default_output(ckpt, two_d=False, direction="random", split="train") == str(
+        tmp_path / "final.surface-1d-random.h5")
+    assert old_default_output(ckpt, two_d=True, direction="pca", split="test") == str(
+        tmp_path / "final_surface_2d_pca_test.h5")
+
+
+def test_a_half_finished_file_under_the_old_default_name_is_resumed(tmp_path, digits_ckpt):
+    ckpt = shutil.copy(digits_ckpt, tmp_path / "net.pt")
+    args = ["surface", ckpt, "--x", "-1:1:3", "--n-samples", 32, "--quiet"]
+    old, new = tmp_path / "net_surface_1d_random.h5", tmp_path / "net.surface-1d-random.h5"
+    assert _invoke(*args, "--out", old).exit_code == 0
+    with h5py.File(old, "r+") as f:  # as if the run had been stopped before its last two points
+        want = f["train_loss"][()]
+        f["done"][1:] = False
+        f["train_loss"][1:] = np.nan
+        f.attrs["complete"] = False
+    r = _invoke(*args)
+    assert r.exit_code == 0, r.output
+    notes = [line for line in r.output.splitlines() if "resuming" in line]
+    assert len(notes) == 1 and str(old) in notes[0] and str(new) in notes[0]
+    assert "2 point(s) computed, 3 in all" in r.output and not new.exists()
+    with h5py.File(old) as f:
+        assert f.attrs["complete"] and f["done"][()].all()
+        np.testing.assert_allclose(f["train_loss"][()], want, rtol=1e-12)
+    # Once the new name exists it wins; with --overwrite the old file is left alone and the new name is used.
+    r = _invoke(*args, "--overwrite")
+    assert r.exit_code == 0 and "resuming" not in r.output and new.is_file(), r.output
+    r = _invoke(*args)
+    assert r.exit_code == 0 and "resuming" not in r.output and "0 point(s) computed" in r.output
 
 
 def test_target_direction_reaches_the_target(tmp_path, digits_run):
@@ -67,7 +109,8 @@ def test_pca_2d_with_path_resume_and_refusal(tmp_path, digits_run):
     again = _invoke(*args)
     assert again.exit_code == 0 and "0 point(s) computed" in again.output
     bad = CliRunner().invoke(main, [str(a) for a in args] + ["--seed", "1"])
-    assert bad.exit_code == 1 and "seed=0" in bad.output and "--overwrite" in bad.output
+    assert bad.exit_code == 1 and _names(bad.output, "--seed 0", "seed=0") and _names(bad.output, "--overwrite",
+                                                                                       "overwrite=True")
     assert len(bad.output.strip().splitlines()) == 1
     assert _invoke(*args, "--seed", "1", "--overwrite").exit_code == 0
     info = _invoke("info", out)
@@ -98,7 +141,7 @@ def test_directions_from_another_model_or_unused_options_are_refused(tmp_path, d
         (["--trajectory", digits_run], "--trajectory applies to --dir pca only"),
         (["--eigen", tmp_path / "h.h5"], "--eigen applies to --dir eigen only"),
         (["--dir", "target", "--target", digits_fmm_ckpt], "is not the same model as"),
-        (["--dir", "pca", "--trajectory", digits_fmm_run], "--trajectory must be the run that trained it"),
+        (["--dir", "pca", "--trajectory", digits_fmm_run], "must be the run that trained it"),
     ]
     for args, fragment in cases:
         out = tmp_path / "x.h5"

@@ -111,6 +111,35 @@ def test_centre_equals_checkpoint_loss_and_model_is_left_as_found(tmp_path):
         assert not np.isclose(f["train_loss"][0, 0], ref_loss)
 
 
+def test_mixed_modes_and_frozen_parameters_are_restored_also_when_the_loss_raises():
+    net = _conv_bn_net()
+    x, y = _cls_data()
+    net.train()
+    net[1].eval()  # a frozen BN inside a training model: per-module flags, not one model-wide flag
+    net[0].weight.requires_grad_(False)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    modes = [m.training for m in net.modules()]
+    s = _settings("-1:1:3", batch_size=7)
+    w = params.get_tensors(net, dir_type="weights")
+    dirs = [build_directions("random", w, ndim=1, seed=0).x]
+    seen = []
+
+    def loss_fn(out, t):
+        seen.append([m.training for m in net.modules()])
+        if len(seen) == 8:  # the second point, half evaluated
+            raise RuntimeError("boom")
+        return F.cross_entropy(out, t, reduction="none")
+
+    points = compute_points(net, range(3), grid=_grid(s.xspec), base=w, directions=dirs, inputs=x, targets=y,
+                            batch_size=7, loss_fn=loss_fn)
+    with pytest.raises(RuntimeError, match="boom"):
+        list(points)
+    assert all(not any(flags) for flags in seen)  # every module in eval mode while evaluating
+    assert [m.training for m in net.modules()] == modes
+    assert not net[0].weight.requires_grad and net[5].weight.requires_grad
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
 def test_recalibration_is_a_size_weighted_mean():
     net = _conv_bn_net()
     x, _ = _cls_data(n=12)
@@ -251,7 +280,7 @@ def test_mismatched_resume_is_refused(tmp_path):
         s2 = _settings(**{**dict(xspec="-1:1:3"), **change})
         with pytest.raises(LandscapeError, match=key) as err:
             _run(out, s2)
-        assert "--overwrite" in str(err.value) and "\n" not in str(err.value)
+        assert "overwrite=True" in str(err.value) and "\n" not in str(err.value)
     s3 = _settings("-1:1:3", seed=1)
     assert _run(out, s3, overwrite=True).n_computed == 3
 

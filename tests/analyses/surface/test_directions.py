@@ -76,7 +76,7 @@ def test_target_lands_on_target():
     for k in w:
         torch.testing.assert_close(w[k] + 1.0 * ds.x[k], other[k])
     assert ds.y is not None
-    with pytest.raises(LandscapeError, match="--target"):
+    with pytest.raises(LandscapeError, match="direction='target' needs target="):
         build_directions("target", w, ndim=1)
 
 

@@ -75,8 +75,16 @@ def test_1d_line_and_partial_files(tmp_path, metric):
     np.testing.assert_array_equal(np.isnan(line.get_ydata()), ~shown)  # unfinished and diverged: gaps
     np.testing.assert_array_equal(line.get_ydata()[shown], stored[shown])
     assert ax.get_ylim() == (0, 3)
-    with pytest.raises(LandscapeError, match="1D surface"):
+    with pytest.raises(LandscapeError, match=r"1D surface; kind='contour' needs a 2D one \(use kind='line'\)"):
         splot.plot(f, out=tmp_path / "c.png", options=PlotOptions(kind="contour"))
+
+
+def test_a_line_of_a_2d_surface_names_the_kinds_that_fit(tmp_path):
+    f = _write(tmp_path / "s2.h5", ny=3)
+    with pytest.raises(LandscapeError, match=r"2D surface; kind='line' needs a 1D one \(use kind='contour', "
+                                             r"'contourf', 'heatmap' or 'surface3d'\)"):
+        splot.plot(f, out=tmp_path / "c.png", options=PlotOptions(kind="line"))
+    assert not (tmp_path / "c.png").exists()
 
 
 def test_all_nan_surface_still_plots(tmp_path):
@@ -113,11 +121,11 @@ def test_compare_shares_one_colour_scale(tmp_path):
 
 
 @pytest.mark.parametrize(("options", "fragment"), [
-    ({"vmin": 5.0, "vmax": 1.0}, "--vmin 5 must be below --vmax 1"),
+    ({"vmin": 5.0, "vmax": 1.0}, "vmin=5 must be below vmax=1"),
     ({"vmin": 1.0, "vmax": 1.0}, "must be below"),
-    ({"vmax": float("nan")}, "--vmax nan is not a finite number"),
+    ({"vmax": float("nan")}, "vmax=nan is not a finite number"),
     ({"levels": 1}, "at least 2"),
-    ({"dpi": 0}, "--dpi 0"),
+    ({"dpi": 0}, "dpi=0"),
 ])
 def test_nonsense_plot_options_are_refused(options, fragment):
     with pytest.raises(LandscapeError, match=fragment):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from landscape.analyses.hessian import DenseOperator
-from landscape.analyses.hessian.trace import trace
+from landscape.analyses.hessian.hutch import trace
 from landscape.errors import LandscapeError
 
 
@@ -72,7 +72,7 @@ def test_nonfinite_matvec_is_one_line_error(method: str) -> None:
 
 
 def test_rademacher_chunks_are_the_rows_of_one_draw() -> None:
-    from landscape.analyses.hessian.trace import rademacher
+    from landscape.analyses.hessian.hutch import rademacher
 
     size = (1 << 23) + 1  # 2 rows per 16 MiB chunk: three chunks for 5 rows
     rows = torch.stack(list(rademacher(size, 5, generator=torch.Generator().manual_seed(3), device=torch.device("cpu"))))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from landscape.analyses.hessian.lanczos import _orthogonalise
+from landscape.analyses.hessian.krylov import _orthogonalise
 from landscape.analyses.hessian.operator import CountingMatvec, SymmetricOperator, require_workspace
 from landscape.core.budget import require_memory
 from landscape.errors import LandscapeError

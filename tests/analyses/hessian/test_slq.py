@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from landscape.analyses.hessian import DenseOperator
-from landscape.analyses.hessian.density import density
+from landscape.analyses.hessian.slq import density
 
 
 def _rotated(eigs: np.ndarray, seed: int = 0) -> torch.Tensor:
