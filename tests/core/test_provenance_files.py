@@ -24,6 +24,7 @@ COMMANDS = {
     "attention": ["attention", "{se_ckpt}", "--samples", "16", "--importance", "taylor", "--quiet"],
     "connect": ["connect", "{ckpt}", "{ckpt}", "--points", "3", "--n-samples", "32", "--recal-samples", "32",
                 "--quiet"],
+    "sharpness": ["sharpness", "{ckpt}", "--n-samples", "32", "--steps", "2", "--draws", "2", "--quiet"],
 }
 
 
