@@ -31,9 +31,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from landscape.core._eval import EvalMode as _EvalMode
 from landscape.core._eval import on_model_device as _setup
 from landscape.core._eval import readonly as _ro
+from landscape.core.evaluate import evaluate
+from landscape.core.state import ModelState
 from landscape.errors import LandscapeError
 from landscape.models.attention import AttentionModule, AttentionWeights
 
@@ -143,7 +144,9 @@ def attention_importance(model: nn.Module, inputs: torch.Tensor, targets: torch.
         raise LandscapeError(f"{type(model).__name__} has no attention modules (SqueezeExcitation/CBAM); "
                              f"models that have them: {_models_with_attention()}")
     x, y = _setup(model, inputs, targets, batch_size)
-    with _EvalMode(model):
+    # Eval mode for the block, every module's flag restored after; ablation hooks the forward pass, so its block
+    # also snapshots and restores the values (the hooks never write to them: a guard, not a repair).
+    with ModelState(model, mode="eval", values=importance == "ablation"):
         weights, grads_or_none, base_loss, n_fwd = _weights_and_taylor(model, found, x, y, batch_size,
                                                                        taylor=importance == "taylor")
         if not np.isfinite(base_loss):  # every importance is measured against it
@@ -165,6 +168,11 @@ def attention_importance(model: nn.Module, inputs: torch.Tensor, targets: torch.
     return AttentionResult(modules=tuple(mods), pooled=pooled, pooled_within=within, importance=importance,
                            base_loss=base_loss,
                            n_samples=x.shape[0], n_forward=n_fwd, seconds=time.perf_counter() - t0, seed=seed)
+
+
+def _cross_entropy64(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-sample cross-entropy of float64 logits (every loss of this analysis is taken in float64)."""
+    return F.cross_entropy(logits.double(), targets, reduction="none")
 
 
 def _weights_and_taylor(model: nn.Module, found: list, x: torch.Tensor, y: torch.Tensor, batch_size: int, *,
@@ -189,28 +197,15 @@ def _weights_and_taylor(model: nn.Module, found: list, x: torch.Tensor, y: torch
             return out.clone()  # an in-place op downstream (``out += identity``) must not alter what we hold
         return hook
 
-    loss_sum = 0.0
     try:
         for i, (_, module, child) in enumerate(found):
             handles.append(child.register_forward_hook(weight_hook(i)))
             if taylor:
                 handles.append(module.register_forward_hook(output_hook(i)))
-        for start in range(0, n, batch_size):
-            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-            with torch.set_grad_enabled(taylor):
-                # inputs require grad so the graph exists even when no parameter does
-                logits = model(xb.detach().requires_grad_(taylor))
-                per_sample = F.cross_entropy(logits.double(), yb, reduction="none")
-                loss_sum += float(per_sample.detach().sum())
-                if taylor:
-                    # the output hooks filled every slot in this forward pass
-                    acts = cast(list[torch.Tensor], list(outputs))
-                    grads = torch.autograd.grad(per_sample.sum(), acts)
-                    for i, (a, g) in enumerate(zip(acts, grads)):
-                        t = (a.detach().double() * g.double()).flatten(2).sum(dim=2).abs().sum(dim=0)
-                        prev = t_sum[i]
-                        t_sum[i] = t if prev is None else prev + t
-                    outputs[:] = [None] * len(found)
+        if taylor:
+            base_loss = _taylor_pass(model, x, y, batch_size, outputs, t_sum)
+        else:  # a plain loss evaluation: the one batched evaluator (the hooks read the weights on the way)
+            base_loss = evaluate(model, x, y, batch_size=batch_size, loss_fn=_cross_entropy64).loss
     finally:
         for h in handles:
             h.remove()
@@ -220,7 +215,31 @@ def _weights_and_taylor(model: nn.Module, found: list, x: torch.Tensor, y: torch
     weights = [(cast(torch.Tensor, w) / n).cpu().numpy() for w in w_sum]  # none is None (checked above)
     # every batch adds to every slot when taylor
     taylor_scores = [(cast(torch.Tensor, t) / n).cpu().numpy() for t in t_sum] if taylor else None
-    return weights, taylor_scores, loss_sum / n, n
+    return weights, taylor_scores, base_loss, n
+
+
+def _taylor_pass(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+                 outputs: list[torch.Tensor | None], t_sum: list[torch.Tensor | None]) -> float:
+    """Forward and backward over the batches, adding ``Σ_samples |Σ_hw a·∂ℓ/∂a|`` per channel into ``t_sum``
+    (the output hooks fill ``outputs`` on each forward); returns the mean loss."""
+    n = x.shape[0]
+    loss_sum = 0.0
+    for start in range(0, n, batch_size):
+        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+        with torch.enable_grad():
+            # inputs require grad so the graph exists even when no parameter does
+            logits = model(xb.detach().requires_grad_(True))
+            per_sample = _cross_entropy64(logits, yb)
+            loss_sum += float(per_sample.detach().sum())
+            # the output hooks filled every slot in this forward pass
+            acts = cast(list[torch.Tensor], list(outputs))
+            grads = torch.autograd.grad(per_sample.sum(), acts)
+        for i, (a, g) in enumerate(zip(acts, grads)):
+            t = (a.detach().double() * g.double()).flatten(2).sum(dim=2).abs().sum(dim=0)
+            prev = t_sum[i]
+            t_sum[i] = t if prev is None else prev + t
+        outputs[:] = [None] * len(outputs)
+    return loss_sum / n
 
 
 def _ablation(model: nn.Module, found: list, x: torch.Tensor, y: torch.Tensor, batch_size: int, base_loss: float,
@@ -232,36 +251,36 @@ def _ablation(model: nn.Module, found: list, x: torch.Tensor, y: torch.Tensor, b
     n = x.shape[0]
     channels = _channel_counts(model, found, x[:1])
     total_ch = sum(channels)
-    bar = tqdm(total=total_ch, desc="ablation", unit="channel", disable=None if progress is None else not progress)
     scores, n_fwd = [], 0
-    for (_, module, _), c_count in zip(found, channels):
-        sums = torch.zeros(c_count, dtype=torch.float64)
-        for start in range(0, n, batch_size):
-            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-            b = xb.shape[0]
-            per_chunk = max(1, batch_size // b)  # channels per forward, keeping it near batch_size samples
-            for c0 in range(0, c_count, per_chunk):
-                chans = torch.arange(c0, min(c0 + per_chunk, c_count), device=x.device)
-                k = chans.numel()
-                mask = torch.ones(k, c_count, device=x.device, dtype=x.dtype)
-                mask[torch.arange(k, device=x.device), chans] = 0
-                mask = mask.repeat_interleave(b, dim=0)  # row r*b + i: replica r zeroes channel chans[r]
+    with tqdm(total=total_ch, desc="ablation", unit="channel",
+              disable=None if progress is None else not progress) as bar:
+        for (_, module, _), c_count in zip(found, channels):
+            sums = torch.zeros(c_count, dtype=torch.float64)
+            for start in range(0, n, batch_size):
+                xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+                b = xb.shape[0]
+                per_chunk = max(1, batch_size // b)  # channels per forward, keeping it near batch_size samples
+                for c0 in range(0, c_count, per_chunk):
+                    chans = torch.arange(c0, min(c0 + per_chunk, c_count), device=x.device)
+                    k = chans.numel()
+                    mask = torch.ones(k, c_count, device=x.device, dtype=x.dtype)
+                    mask[torch.arange(k, device=x.device), chans] = 0
+                    mask = mask.repeat_interleave(b, dim=0)  # row r*b + i: replica r zeroes channel chans[r]
 
-                def zero_hook(_m: nn.Module, _inp: object, out: torch.Tensor, mask=mask) -> torch.Tensor:
-                    return out * mask.view(*mask.shape, *([1] * (out.ndim - 2))).to(out.dtype)
+                    def zero_hook(_m: nn.Module, _inp: object, out: torch.Tensor, mask=mask) -> torch.Tensor:
+                        return out * mask.view(*mask.shape, *([1] * (out.ndim - 2))).to(out.dtype)
 
-                handle = module.register_forward_hook(zero_hook)
-                try:
-                    with torch.no_grad():
-                        logits = model(xb.repeat(k, *([1] * (xb.ndim - 1))))
-                finally:
-                    handle.remove()
-                ce = F.cross_entropy(logits.double(), yb.repeat(k), reduction="none").view(k, b).sum(dim=1)
-                sums[c0:c0 + k] += ce.cpu()
-                n_fwd += k * b
-        scores.append((sums / n - base_loss).numpy())
-        bar.update(c_count)
-    bar.close()
+                    handle = module.register_forward_hook(zero_hook)
+                    try:
+                        with torch.no_grad():
+                            logits = model(xb.repeat(k, *([1] * (xb.ndim - 1))))
+                    finally:
+                        handle.remove()
+                    ce = _cross_entropy64(logits, yb.repeat(k)).view(k, b).sum(dim=1)
+                    sums[c0:c0 + k] += ce.cpu()
+                    n_fwd += k * b
+            scores.append((sums / n - base_loss).numpy())
+            bar.update(c_count)
     return scores, n_fwd
 
 
@@ -286,12 +305,3 @@ def _channel_counts(model: nn.Module, found: list, x1: torch.Tensor) -> list[int
         counts.append(int(seen[(i, "a")]))
     return counts
 
-
-def to_store(result: AttentionResult) -> tuple[list[dict[str, object]], dict[str, object]]:
-    """``(modules, attrs)`` in the ``landscape.attention/1`` layout (for the store)."""
-    modules = [{"name": m.name, "kind": m.kind, "mean_weight": m.mean_weight, "importance": m.importance,
-                **vars(m.correlation)} for m in result.modules]
-    attrs = {"importance": result.importance, "base_loss": result.base_loss, "n_samples": result.n_samples,
-             "n_forward": result.n_forward, "seconds": result.seconds, "seed": result.seed, **vars(result.pooled),
-             **{f"within_{k}": v for k, v in vars(result.pooled_within).items()}}
-    return modules, attrs

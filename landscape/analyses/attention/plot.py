@@ -5,11 +5,16 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from landscape.core.figure import PlotOptions, save_figure
+
+if TYPE_CHECKING:
+    from landscape.analyses.attention.result import Attention
 
 _DEFAULT = PlotOptions()
 
@@ -20,30 +25,63 @@ def _plt():
     return plt
 
 
-def plot(path: str | os.PathLike[str], *, out: str, options: PlotOptions | None = None) -> None:
-    """Scatter of importance against mean attention weight, one panel per module, correlations in the titles."""
-    options = options or _DEFAULT
-    from landscape.analyses.attention.schema import read_attention
+def _pooled_title(result: Attention) -> str:
+    a, w = result.pooled, result.pooled_within
+    within = f", within-module ρ={w.spearman:.2f}" if not math.isnan(w.spearman) else ""
+    return (f"{result.attrs.get('label') or ''}: attention weight vs importance; pooled ρ={a.spearman:.2f} "
+            f"(p={a.spearman_p:.2g}), τ={a.kendall:.2f}{within}")
 
+
+def draw(result: Attention | str | os.PathLike[str], *, ax: Any = None, module: int | str | None = None,
+         options: PlotOptions | None = None) -> Any:
+    """Importance against mean attention weight on ``ax`` (a new figure when None); returns the Axes.
+
+    ``module`` (position or name): that module's points, its correlations in the title (one panel of ``plot``);
+    None: every module in its own colour (its ρ in the legend), the pooled correlations in the title.
+    """
+    from landscape.analyses.attention.result import Attention
+
+    options = options or _DEFAULT
+    r = result if isinstance(result, Attention) else Attention.from_file(result)
+    if ax is None:
+        _, ax = _plt().subplots(figsize=(5.5, 4.2))
+    if module is None:
+        for k, m in enumerate(r.modules):
+            ax.scatter(m.mean_weight, m.importance, s=12, alpha=0.8, color=f"C{k % 10}",
+                       label=f"{m.name} (ρ={m.correlation.spearman:.2f})")
+        ax.legend(fontsize=7)
+        title = _pooled_title(r)
+    else:
+        m = r.module(module)
+        ax.scatter(m.mean_weight, m.importance, s=12, alpha=0.8)
+        c = m.correlation
+        title = f"{m.name}\nρ={c.spearman:.2f} (p={c.spearman_p:.2g}), τ={c.kendall:.2f}"
+    ax.set_title(options.title or title, fontsize=9)
+    ax.set_xlabel("mean attention weight")
+    ax.set_ylabel(f"importance ({r.importance})")
+    ax.grid(alpha=0.3)
+    if options.log:
+        ax.set_yscale("symlog")
+    return ax
+
+
+def plot(path: str | os.PathLike[str], *, out: str, options: PlotOptions | None = None) -> None:
+    """Scatter of importance against mean attention weight, one panel per module (``draw`` with ``module``),
+    correlations in the titles."""
+    from landscape.analyses.attention.result import Attention
+
+    options = options or _DEFAULT
     plt = _plt()
-    attrs, modules = read_attention(path)
-    cols = min(3, len(modules))
-    rows = math.ceil(len(modules) / cols)
+    r = Attention.from_file(path)
+    cols = min(3, len(r.modules))
+    rows = math.ceil(len(r.modules) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False)
-    for ax, m in zip(axes.flat, modules):
-        ax.scatter(m["mean_weight"], m["importance"], s=12, alpha=0.8)
-        ax.set_title(f"{m['name']}\nρ={m['spearman']:.2f} (p={m['spearman_p']:.2g}), τ={m['kendall']:.2f}",
-                     fontsize=9)
-        ax.set_xlabel("mean attention weight")
-        ax.set_ylabel(f"importance ({attrs['importance']})")
-        ax.grid(alpha=0.3)
-        if options.log:
-            ax.set_yscale("symlog")
-    for ax in list(axes.flat)[len(modules):]:
+    panel = replace(options, title=None)  # the title names the figure; each panel keeps its module's
+    for k, ax in enumerate(list(axes.flat)[:len(r.modules)]):
+        draw(r, ax=ax, module=k, options=panel)
+    for ax in list(axes.flat)[len(r.modules):]:
         ax.set_visible(False)
-    within = f", within-module ρ={attrs['within_spearman']:.2f}" if "within_spearman" in attrs else ""
-    fig.suptitle(options.title or f"{attrs.get('label', '')}: attention weight vs importance; pooled "
-                 f"ρ={attrs['spearman']:.2f} (p={attrs['spearman_p']:.2g}), τ={attrs['kendall']:.2f}{within}")
+    fig.suptitle(options.title or _pooled_title(r))
     fig.tight_layout()
     save_figure(fig, out, dpi=options.dpi)
 

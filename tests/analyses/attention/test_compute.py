@@ -198,6 +198,31 @@ def test_hooks_removed_when_the_forward_raises():
     assert all(not m._forward_hooks for m in model.modules()) and model.training
 
 
+# 3 batches and 1 probe forward come first: the 1st / 4th ablated forward raises
+@pytest.mark.parametrize("fail_at", [5, 8])
+def test_ablation_hooks_removed_when_an_ablated_forward_raises(fail_at):
+    class Boom(FixedAttention):
+        calls = 0
+
+        def forward(self, x):
+            Boom.calls += 1
+            if Boom.calls >= fail_at:
+                raise RuntimeError("boom")
+            return super().forward(x)
+
+    model = SumHead([Boom([0.2, 0.5])], [2]).train()
+    model.branches.eval()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(RuntimeError, match="boom"):
+        # batch_size 2 over 5 samples: one channel per ablated forward, 2 channels x 3 batches = 6 forwards
+        attention_importance(model, _inputs([1.0, 1.0]), torch.zeros(5, dtype=torch.long), batch_size=2,
+                             importance="ablation")
+    assert Boom.calls == fail_at  # it failed inside the ablation, not before
+    assert all(not m._forward_hooks for m in model.modules())
+    assert model.training and not model.branches.training and not model.branches[0].training
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+
+
 def test_generic_module_with_weights_child_is_found():
     class Custom(nn.Module):
         def __init__(self):
