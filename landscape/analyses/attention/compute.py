@@ -14,8 +14,9 @@ For every attention module (an :class:`~landscape.models.attention.AttentionModu
   be low even when every module agrees; ``pooled_within`` asks only whether, module by module, weight order
   follows importance order.
 
-The model is evaluated in eval mode and left exactly as found (hooks removed, train/eval flags restored; nothing is
-written to parameters, buffers or ``.grad``).
+The model is evaluated in eval mode inside one :class:`~landscape.core.state.ModelState` block and left exactly as
+found (hooks removed, also on error; per-module train/eval flags restored; nothing is written to parameters, buffers
+or ``.grad``). The result type, its file and the one-call API are in ``result.py``.
 """
 
 from __future__ import annotations

@@ -3,8 +3,11 @@
 Root attributes: ``schema``, ``library_version``, ``importance`` (ablation | taylor), ``n_modules``, ``base_loss``,
 ``n_samples``, ``n_forward``, ``seconds``, ``seed``, the pooled correlation ``spearman``, ``spearman_p``,
 ``kendall``, ``kendall_p`` (over all channels of all modules), the same four with the prefix ``within_`` (pooled
-over ranks normalised within each module), and provenance (``checkpoint``, ``checkpoint_sha256``, ``model``,
-``dataset``, ``split``).
+over ranks normalised within each module), ``batch_size``, ``label``, ``checkpoint`` and the provenance record of
+``landscape.core.provenance`` (``weights_sha256``, ``checkpoint_sha256``, ``model``, ``model_options``, ``dataset``,
+``data_dir``, ``split``, ``subset``, ``device``, ``dtype``, ``threads``, versions); older files lack some of these
+(and the ``within_`` four), and still load.
+Written by ``Attention.save`` (``landscape.analyses.attention.result``), which the command calls too.
 One group per attention module, ``modules/000``, ``modules/001`` … in forward order, with attributes ``name``
 (qualified module name), ``kind`` (class name), ``spearman``, ``spearman_p``, ``kendall``, ``kendall_p`` and
 datasets ``mean_weight`` (C,) and ``importance`` (C,), float64. Undefined correlations are NaN.
