@@ -4,10 +4,13 @@ At weights ``W`` with minibatch gradient ``g = ∇L(W; B)`` and step sizes ``η 
 minibatch: the loss ``L(W − ηg; B)``, the gradient change ``‖∇L(W − ηg; B) − g‖₂`` and the effective β-smoothness
 ``max_η ‖∇L(W − ηg; B) − g‖₂ / ‖ηg‖₂``. ``PredictivenessProbe`` does this every ``every`` training steps (a
 training callback, appending to an HDF5 file); ``probe_checkpoint`` does it at one checkpoint over N batches.
+``landscape.predictiveness(model, data, …)`` (this module, made callable) is
+``landscape.analyses.predictiveness.result.run``: it returns a frozen ``Predictiveness``.
 
 Probing never writes to the model: the shifted weights go in through ``torch.func.functional_call`` with
-cloned buffers, and gradients come from ``torch.autograd.grad`` (nothing accumulates into ``.grad``). Mode
-and RNG state are restored in ``finally``, so a probed training run is bit-identical to an unprobed one on CPU.
+cloned buffers, and gradients come from ``torch.autograd.grad`` (nothing accumulates into ``.grad``). Per-module
+modes (``ModelState``) and the RNG state are restored, also on error, so a probed training run is bit-identical
+to an unprobed one on CPU.
 """
 
 from __future__ import annotations
