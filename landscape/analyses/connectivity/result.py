@@ -228,10 +228,14 @@ def run(model_a: nn.Module, model_b: nn.Module, data: Data, *, test_data: Data |
         set_threads(threads)
     _device_of(model_a, device)
     train_x, train_y, name = as_tensors(data, split="train", seed=seed)
-    splits = {"train": as_tensors(data, split="train", n_samples=n_samples, seed=seed)[:2]}
-    if test_data is not None or name is not None:
-        source = test_data if test_data is not None else data
-        splits["test"] = as_tensors(source, split="test", n_samples=n_samples, seed=seed)[:2]  # type: ignore[arg-type]
+    splits = {}
+    for split, source in (("train", data), ("test", test_data if test_data is not None else data)):
+        if split == "test" and test_data is None and name is None:
+            continue  # tensors or a loader of training data only: no test split
+        full = (train_x, train_y) if split == "train" else as_tensors(source, split=split, seed=seed)[:2]
+        # A dataset's splits differ in size: n_samples caps each (as the command does); given tensors must hold it.
+        n = None if n_samples is None else min(n_samples, len(full[1])) if name is not None else n_samples
+        splits[split] = full if n is None else as_tensors(full, n_samples=n, seed=seed)[:2]
     result = compute(model_a, model_b, splits, train_data=(train_x, train_y), points=points, bn=bn, align=align,
                      curve=curve, curve_epochs=curve_epochs, curve_lr=curve_lr, curve_batch_size=curve_batch_size,
                      curve_momentum=curve_momentum, curve_weight_decay=curve_weight_decay, plane=plane,

@@ -109,3 +109,40 @@ def test_one_line_errors(tmp_path, pair):
         assert code == 1 and text.startswith("error: ") and text.count("\n") == 1, text
         assert fragment in text, text
     assert not (tmp_path / "x.h5").exists()
+
+
+MLP = """
+from torch import nn
+
+
+def build(num_classes, in_channels):  # digits: 8×8 single-channel images
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 16), nn.ReLU(),
+                         nn.Linear(16, num_classes))
+"""
+
+
+def test_user_model_checkpoints(tmp_path, monkeypatch):
+    """A user's ``module:callable`` (an MLP), named on the command line: aligned and connected by a curve."""
+    import torch
+
+    from landscape import save_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "conn_tiny_mlp.py").write_text(MLP)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from conn_tiny_mlp import build  # type: ignore[import-not-found]
+
+    meta = {"model": "conn_tiny_mlp:build", "model_options": {}, "num_classes": 10, "in_channels": 1,
+            "dataset": "digits"}
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        net = build(10, 1)
+        save_checkpoint(tmp_path / f"m{seed}.pt", net, meta)
+    code, text = invoke("connect", "m0.pt", "m1.pt", "--model", "conn_tiny_mlp:build", *FAST, "--align",
+                        "--curve", "polychain", "--curve-epochs", "1", "--out", "mlp.h5")
+    assert code == 0, text
+    r = landscape.load(tmp_path / "mlp.h5")
+    assert r.alignment["kind"] == "mlp" and set(r.alignment["perms"]) == {"P0", "P1"}
+    assert r.attrs["model"] == "conn_tiny_mlp:build" and r.attrs["has_bn"] is False
+    code, text = invoke("connect", "m0.pt", "m1.pt", *FAST, "--out", "x.h5")
+    assert code == 1 and "landscape never imports code a file names" in text, text

@@ -64,10 +64,10 @@ def test_linear_endpoints_with_interpolated_bn_are_the_models(data):
         assert r.paths["linear"]["train_acc"][t_index] == own.acc
 
 
-@pytest.mark.parametrize("kind", ["bezier", "polychain"])
-def test_curve_endpoints_reproduce_the_endpoint_losses_after_recalibration(data, kind):
+@pytest.mark.parametrize(("name", "kind"), [("resnet8", "bezier"), ("se_fmmnet8", "polychain")])
+def test_curve_endpoints_reproduce_the_endpoint_losses_after_recalibration(data, name, kind):
     x, y = data
-    a, b = _net(0), _net(1)
+    a, b = _net(0, name), _net(1, name)
     r = compute(a, b, {"train": (x, y)}, train_data=(x, y), points=5, curve=kind, curve_epochs=1,
                 curve_batch_size=32, recal_samples=64, batch_size=32, seed=3)
     # Like with like: each endpoint with its BN statistics recomputed on the same seeded training batches.
@@ -157,3 +157,19 @@ def test_mismatched_models_are_one_line_errors(data):
         compute(_net(0), _net(1), {"train": (x, y)}, train_data=(x, y), plane=3)
     with pytest.raises(LandscapeError, match="points=2 must be between 3"):
         compute(_net(0), _net(1), {"train": (x, y)}, train_data=(x, y), points=2)
+
+
+def test_one_call_api_splits_and_subsets(data):
+    from landscape.analyses.connectivity.result import run
+
+    x, y = data
+    a, b = _net(0), _net(1)
+    r = run(a, b, "digits", n_samples=500, points=3, recal_samples=32)  # 500 > the 360 test images: capped
+    assert r.attrs["n_train"] == 500 and r.attrs["n_test"] == 360 and r.attrs["dataset"] == "digits"
+    r = run(a, b, (x, y), test_data=(x[:10], y[:10]), points=3, recal_samples=32)
+    assert r.attrs["splits"] == ["train", "test"] and r.attrs["n_test"] == 10
+    assert set(r.barriers["linear"]) == {"train", "test"}
+    r = run(a, b, (x, y), points=3, recal_samples=32)
+    assert r.attrs["splits"] == ["train"]
+    with pytest.raises(LandscapeError, match="n_samples=500 must be between 1 and the 96"):
+        run(a, b, (x, y), n_samples=500)
