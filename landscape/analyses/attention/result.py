@@ -182,7 +182,7 @@ def select(data: Data, *, split: str = "test", n_samples: int | None = None, see
         return x, y, name, False
     if n_samples > len(y):
         where = f"the {split} split of {name}" if name is not None else "the data given"
-        raise LandscapeError(f"n_samples={n_samples} is more than the {len(y)} samples of {where}; lower n_samples")
+        raise LandscapeError(f"n_samples={n_samples} is more than the {len(y)} samples of {where}; lower n_samples=")
     # The same seeded draw as load_dataset(name, n=n_samples, seed=seed).
     x, y, _ = as_tensors((x, y), n_samples=n_samples, seed=seed)
     return x, y, name, True
