@@ -117,7 +117,7 @@ def test_user_errors_are_one_line(digits_ckpt: Path, tmp_path: Path) -> None:
     assert r.exit_code == 1 and "--overwrite" in r.output
     r = runner.invoke(main, ["hessian", str(digits_ckpt), "--params", "nope*", "--n-samples", "8", "--quiet",
                              "--out", str(tmp_path / "y.h5")])
-    assert r.exit_code == 1 and "matches no parameter" in r.output
+    assert r.exit_code == 1 and "--params 'nope*' matches no parameter" in r.output
     for args, fragment in ((["--tol", "nan"], "--tol nan must be a finite"), (["--tol", "0"], "not in the range x>0"),
                            (["--trace", "--probes", "3"], "3 is not in the range x>=4"),
                            (["--layer-depth", "2"], "--layer-depth applies to --per-layer only"),
