@@ -44,7 +44,8 @@ def human_seconds(s: float) -> str:
 def require_memory(nbytes: float, *, what: str, fix: str, available: int | None = None) -> None:
     """Raise a one-line :class:`LandscapeError` when ``what`` needs more than the memory available.
 
-    ``what`` says what would be held ("a 100000×100000 grid of float64 values"); ``fix`` how to ask for less.
+    ``what`` says what would be held ("a 100000×100000 grid of float64 values"); ``fix`` how to ask for less,
+    naming arguments as ``name=`` ("lower n_samples="), which the CLI shows as the command's flags.
     """
     have = available_memory() if available is None else available
     if nbytes > have:

@@ -150,3 +150,30 @@ def test_cli_interrupt_says_how_to_continue(tmp_path, monkeypatch):
     monkeypatch.setattr(landscape.training, "train", interrupted)
     res = CliRunner().invoke(main, ["train", "resnet8", "--epochs", "1", "--out", str(tmp_path / "r"), "--quiet"])
     assert res.exit_code == 130 and "add --resume" in res.output
+
+
+def test_evaluate_is_the_one_evaluator_and_leaves_every_module_as_found():
+    from landscape.training import evaluate
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 6), torch.nn.BatchNorm1d(6),
+                                torch.nn.Dropout(0.5), torch.nn.Linear(6, 3))
+    model.train()
+    model(torch.randn(16, 12))  # BN running statistics that differ from the batch statistics
+    model[3].eval()  # a mixed model: train overall, one module in eval
+    modes = [m.training for m in model.modules()]
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = torch.randn(10, 12), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
+    loss, acc = evaluate(model, (x, y), batch_size=3)  # batches of 3, 3, 3, 1: weighted by size
+    # The oracle: one eval-mode pass over all ten samples.
+    with torch.no_grad():
+        out = model.eval()(x)
+    assert loss == pytest.approx(torch.nn.functional.cross_entropy(out.double(), y).item(), rel=1e-6)
+    assert acc == int((out.argmax(1) == y).sum()) / 10
+    model.train()
+    model[3].eval()
+    loss_again, _ = evaluate(model, (x, y), batch_size=3)
+    assert [m.training for m in model.modules()] == modes  # per-module flags restored, not flattened
+    assert loss_again == loss
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, state[k]), k  # eval mode: BN statistics untouched
