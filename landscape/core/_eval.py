@@ -20,23 +20,6 @@ def readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
-class EvalMode:
-    """Eval mode inside the block; the previous train/eval flag of every submodule restored afterwards."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-        self.modes: list[tuple[nn.Module, bool]] = []
-
-    def __enter__(self) -> nn.Module:
-        self.modes = [(m, m.training) for m in self.model.modules()]
-        self.model.eval()
-        return self.model
-
-    def __exit__(self, *exc: object) -> None:
-        for m, mode in self.modes:
-            m.training = mode
-
-
 def on_model_device(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
            batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     if inputs.ndim < 2 or inputs.shape[0] != targets.shape[0] or inputs.shape[0] == 0:
