@@ -20,18 +20,25 @@ _api.make_callable(surface, _api.surface)
 hessian.__landscape_call__ = _api.hessian
 for _module in (predictiveness, inputspace, attention):
     _api.make_callable(_module, _api._one_call(_module.__name__.split(".")[-2]))
+# Analyses with no older module of the same name are plain functions.
+sharpness = _api._one_call("sharpness")
+invariance_check = _api._one_call("sharpness", "invariance_check", "invariance")
+connect = _api._one_call("connectivity", public="connect")
 
 __all__ = [
     "LandscapeError",
     "__version__",
     "attention",
     "build_model",
+    "connect",
     "hessian",
     "inputspace",
+    "invariance_check",
     "load",
     "load_checkpoint",
     "load_dataset",
     "predictiveness",
     "save_checkpoint",
+    "sharpness",
     "surface",
 ]

@@ -127,19 +127,24 @@ def hessian(model: nn.Module, data: Data, *, top_k: int = 1, which: Literal["LA"
     return result if out is None else result.save(out, overwrite=overwrite)
 
 
-def _one_call(name: str) -> Callable[..., Any]:
-    """``landscape.<name>(model, data, …)``: ``run`` of ``landscape.analyses.<name>.result``, imported on the first
-    call (its docstring and signature are that function's)."""
+def _one_call(name: str, function: str = "run", module: str = "result", *,
+              public: str | None = None) -> Callable[..., Any]:
+    """``landscape.<name>(…)``: ``function`` of ``landscape.analyses.<name>.<module>`` (``run`` of its result
+    module by default), with that function's docstring and signature."""
     import functools
     import importlib
 
-    def call(model: nn.Module, data: Data, **options: Any) -> Any:
-        return importlib.import_module(f"landscape.analyses.{name}.result").run(model, data, **options)
+    path = f"landscape.analyses.{name}.{module}"
+
+    def call(*args: Any, **options: Any) -> Any:
+        return getattr(importlib.import_module(path), function)(*args, **options)
 
     try:
-        return functools.wraps(importlib.import_module(f"landscape.analyses.{name}.result").run)(call)
+        call = functools.wraps(getattr(importlib.import_module(path), function))(call)
     except (ImportError, AttributeError):
-        return call
+        pass
+    call.__name__ = call.__qualname__ = public or (name if function == "run" else function)
+    return call
 
 
 def load(path: str | os.PathLike[str]) -> Any:

@@ -5,8 +5,15 @@ from __future__ import annotations
 
 import os
 
-from landscape.analyses import attention, connectivity, hessian, inputspace, predictiveness, surface
-from landscape.analyses import sharpness
+from landscape.analyses import (
+    attention,
+    connectivity,
+    hessian,
+    inputspace,
+    predictiveness,
+    sharpness,
+    surface,
+)
 from landscape.analyses._base import Analysis
 from landscape.errors import LandscapeError
 
