@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+import textwrap
 import warnings
 from typing import Any
 
@@ -75,9 +76,17 @@ class _Group(click.Group):
         """Every command with its complete one-sentence summary, wrapped (click's default truncates with "...")."""
         rows = [(name, summary(cmd)) for name in self.list_commands(ctx)
                 if (cmd := self.get_command(ctx, name)) is not None and not cmd.hidden]
-        if rows:
-            with formatter.section("Commands"):
-                formatter.write_dl(rows)
+        if not rows:
+            return
+        with formatter.section("Commands"):
+            # As click's definition list, but never breaking a word at its hyphen ("input-space").
+            first = max(len(name) for name, _ in rows) + 2
+            indent = " " * (formatter.current_indent + first)
+            for name, text in rows:
+                lines = textwrap.wrap(text, max(formatter.width - first - 2, 10), break_on_hyphens=False,
+                                      break_long_words=False)
+                formatter.write(f"{'':>{formatter.current_indent}}{name:<{first}}{lines[0] if lines else ''}\n")
+                formatter.write("".join(f"{indent}{line}\n" for line in lines[1:]))
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:
