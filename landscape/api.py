@@ -168,6 +168,12 @@ class _CallableModule(types.ModuleType):
 
 def make_callable(module: types.ModuleType, fn: Callable[..., Any]) -> types.ModuleType:
     """Make ``module`` callable as ``fn`` (its other attributes unchanged); returns it."""
+    import inspect
+
     module.__landscape_call__ = fn  # type: ignore[attr-defined]
+    # inspect.signature and help() show the call, not the module's (*args, **kwargs).
+    module.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
+    if fn.__doc__ and "Called as a function" not in (module.__doc__ or ""):
+        module.__doc__ = f"{module.__doc__ or ''}\n\nCalled as a function, ``landscape.{fn.__name__}(…)``:\n\n{fn.__doc__}"
     module.__class__ = _CallableModule
     return module
