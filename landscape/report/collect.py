@@ -339,7 +339,38 @@ def _generic(path: Path, name: str) -> Found:
     return out
 
 
+def _sharpness(path: Path, name: str) -> Found:
+    """Each sharpness measure at its first radius ρ / standard deviation σ; PAC-Bayes: the largest σ (flatter is
+    larger). The adaptive ones (perturbations scaled elementwise by |w|) are invariant to the rescalings."""
+    import h5py
+
+    out: Found = []
+    with h5py.File(path, "r") as f:
+        xi = float(f.attrs.get("xi", 0.0))
+        rho = f["rho"][()] if "rho" in f else np.array([np.nan])
+        sigma = f["sigma"][()] if "sigma" in f else np.array([np.nan])
+        for measure in ("worst", "worst_adaptive", "average", "average_adaptive", "pac_bayes", "pac_bayes_adaptive"):
+            if measure not in f:
+                continue
+            g = f[measure]
+            adaptive = measure.endswith("adaptive")
+            why = ("invariant: the perturbation is scaled elementwise by |w|, so it rescales with the weights "
+                   "(Kwon et al. 2021)" + (f"; approximately, since xi={xi:g} > 0" if xi > 0 else "")) if adaptive \
+                else "not invariant: a ball or Gaussian of fixed size in raw weight coordinates"
+            if measure.startswith("pac_bayes"):
+                out.append((Metric(f"{name}.{measure}", f"PAC-Bayes flatness{' (adaptive)' if adaptive else ''}: the "
+                                   "largest σ whose Gaussian perturbation raises the loss by at most the target",
+                                   "higher", adaptive, why, "smoothness"), float(g["sigma"][()])))
+            else:
+                kind, at = ("worst-case", f"ρ = {float(rho[0]):g}") if measure.startswith("worst") else \
+                    ("average-case", f"σ = {float(sigma[0]):g}")
+                out.append((Metric(f"{name}.{measure}", f"{kind} sharpness{' (adaptive)' if adaptive else ''} at "
+                                   f"{at}: loss rise", "lower", adaptive, why, "smoothness"),
+                            float(np.atleast_1d(g["value"][()])[0])))
+    return out
+
+
 _READERS: dict[str, Callable[[Path, str], Found]] = {
     "surface": _surface, "hessian": _hessian, "predictiveness": _predictiveness, "inputspace": _inputspace,
-    "attention": _attention,
+    "attention": _attention, "sharpness": _sharpness,
 }

@@ -147,7 +147,7 @@ def surfaces(study: Study, plt: Any) -> Any:
         ax.set_xlabel("α (filter-normalised random direction)")
         ax.set_ylabel("training loss")
         ax.set_title(f"{name}: 1D")
-        ax.legend(loc="lower right")
+        ax.legend(loc="upper center", fontsize=7)
     if twod:
         data = {(n, m.label): read(study.result(m, seed, n)) for n, m in twod}
         allv = np.concatenate([d.loss[np.isfinite(d.loss)].ravel() for d in data.values()])
@@ -167,9 +167,10 @@ def surfaces(study: Study, plt: Any) -> Any:
             ax.set_ylabel("β (direction 2)")
             ax.set_aspect("equal")
         cbar = fig.colorbar(cs, ax=axes[len(one):], shrink=0.85)
-        cbar.set_label("training loss" + (" (log colour scale)" if log else ""))
-        _note(axes[len(one)], f"{'log' if log else 'linear'} colour scale shared by all contours\n"
-                              f"(loss {lo:.3g}..{hi:.3g}); +: the trained weights")
+        cbar.set_label(f"training loss ({'log' if log else 'linear'} colour scale)")
+        fig.suptitle(f"2D: one {'log' if log else 'linear'} colour scale shared by all contours (loss {lo:.3g}.."
+                     f"{hi:.3g}{', chosen because it spans more than ' + format(LOG_SPAN, 'g') + '×' if log else ''}); "
+                     "+: the trained weights; directions filter-normalised")
     return fig
 
 
@@ -251,8 +252,7 @@ def hessian(study: Study, plt: Any) -> Any:
     axes = list(axes[0])
     for ax, metric in zip(axes, have):
         _points(ax, study, metric, ylabel="top eigenvalue λmax" if metric.endswith("eigenvalue") else "trace of H")
-        ax.set_title(("Top Hessian eigenvalue" if metric.endswith("eigenvalue") else "Hessian trace") +
-                     f"\n({_seed_note(study)})")
+        ax.set_title("Top Hessian eigenvalue" if metric.endswith("eigenvalue") else "Hessian trace")
     if densities:
         ax = axes[-1]
         col = colours(study)
@@ -269,12 +269,17 @@ def hessian(study: Study, plt: Any) -> Any:
                 for i, ev in enumerate(np.atleast_1d(r["eigenvalues"])):
                     ax.axvline(float(ev), color=col[m.label], ls="--", lw=0.8,
                                label=f"{m.label} top eigenvalues (Lanczos)" if i == 0 else None)
-        ax.set_ylim(top * 1e-6, top * 2)
+        ax.set_ylim(top * 1e-6, top * 3)
         ax.set_xlabel("eigenvalue λ")
         ax.set_ylabel("spectral density (log scale)")
         ax.set_title(f"Spectral density (SLQ, seed {seed})")
-        _note(ax, "drawn above 1e-6 of the peak (below: smoothing floor)")
-        ax.legend(loc="upper right")
+        _note(ax, "drawn above 1e-6 of the peak\n(below: the smoothing's floor)")
+        from matplotlib.lines import Line2D
+
+        handles = [Line2D([], [], color=col[m.label], label=m.label) for m, _ in densities]
+        handles.append(Line2D([], [], color="0.3", ls="--", lw=0.8, label="top eigenvalues (Lanczos)"))
+        ax.legend(handles=handles, loc="upper right", fontsize=7)
+    fig.suptitle(f"Hessian: {_seed_note(study)}")
     return fig
 
 
@@ -289,7 +294,7 @@ def predictiveness(study: Study, plt: Any) -> Any:
     name = names[0]
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.3), layout="constrained")
     _points(axes[0], study, f"{name}.beta", ylabel="β (effective smoothness)")
-    axes[0].set_title(f"β-smoothness\n({_seed_note(study)})")
+    axes[0].set_title("β-smoothness (points: 95% CI)")
     col = colours(study)
     for m in study.models:
         rows = [read(study.result(m, s, name)) for s in m.runs if study.result(m, s, name).is_file()]
@@ -311,6 +316,7 @@ def predictiveness(study: Study, plt: Any) -> Any:
     axes[2].set_title("Gradient predictiveness")
     _note(axes[1], "median over batches and seeds; band: 25..75%")
     axes[2].legend(loc="upper left")
+    fig.suptitle(f"Gradient predictiveness at the final weights: {_seed_note(study)}")
     return fig
 
 
@@ -349,7 +355,8 @@ def between(study: Study, plt: Any) -> Any:
         _note(ax, "median over pairs and seeds; band: 25..75%")
         ax.legend(loc="lower center")
     _points(axes[2], study, f"{name}.jacobian_norm", ylabel="‖∂f/∂x‖_F at the endpoints")
-    axes[2].set_title(f"Sensitivity\n({_seed_note(study)})")
+    fig.suptitle(f"Input space between test samples: {_seed_note(study)}")
+    axes[2].set_title("Sensitivity (points: 95% CI)")
     return fig
 
 
@@ -387,7 +394,8 @@ def noise(study: Study, plt: Any) -> Any:
     metric = f"{name}.retained" if f"{name}.retained" in study.values else f"{name}.accuracy"
     _points(axes[1], study, metric, ylabel="accuracy retained, mean acc(σ)/acc(0)" if metric.endswith("retained")
             else "accuracy under noise")
-    axes[1].set_title(_seed_note(study))
+    axes[1].set_title("Robustness (points: 95% CI)")
+    fig.suptitle(f"Noise robustness: {_seed_note(study)}")
     return fig
 
 

@@ -157,7 +157,7 @@ def markdown(data: dict[str, Any]) -> str:
     for name, m in data["metrics"].items():
         inv = {True: "yes", False: "no", None: "n/a"}[m["invariant"]]
         out.append(f"| {name} | {inv} | {m['invariance']} |")
-    if not any(name.startswith("sharpness") or ".adaptive" in name for name in data["metrics"]):
+    if not any("adaptive" in name for name in data["metrics"]):
         out += ["", "No sharpness analysis ran in this study (adaptive sharpness, which is invariant, comes from "
                 "`landscape sharpness` when installed; add it to the study's [[analyses]]). The invariant measures "
                 "above are the filter-normalised surfaces (curvature and loss rise along filter-normalised random "

@@ -78,6 +78,13 @@ n-samples = 32
 quiet = true
 
 [[analyses]]
+command = "sharpness"
+measures = "worst,worst_adaptive"
+steps = 2
+n-samples = 32
+quiet = true
+
+[[analyses]]
 command = "predictiveness"
 batches = 2
 batch-size = 16
@@ -107,7 +114,7 @@ samples = 32
 quiet = true
 """
 LABELS = ("ResNet", "FMMNet", "SE", "SE-add")
-RESULTS = ("surface1d", "surface2d", "surface_pca", "hessian", "predictiveness", "between", "noise")
+RESULTS = ("surface1d", "surface2d", "surface_pca", "hessian", "sharpness", "predictiveness", "between", "noise")
 FIGURES = ("accuracy", "surfaces", "pca", "hessian", "predictiveness", "between", "noise", "attention", "measures")
 
 
@@ -145,6 +152,7 @@ def test_every_unit_file_report_and_figure_is_written(study):
     assert {"accuracy", "surface1d.curvature", "surface2d.rise", "hessian.top_eigenvalue", "hessian.trace",
             "predictiveness.beta", "between.jacobian_norm", "noise.retained", "attention.spearman"} <= set(metrics)
     assert metrics["surface1d.curvature"]["invariant"] is True and metrics["hessian.trace"]["invariant"] is False
+    assert metrics["sharpness.worst_adaptive"]["invariant"] is True and metrics["sharpness.worst"]["invariant"] is False
 
 
 def test_a_rerun_does_no_work_and_a_lost_output_is_redone(study, tmp_path):
