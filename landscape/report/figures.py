@@ -78,7 +78,8 @@ def accuracy(study: Study, plt: Any) -> Any:
     table.scale(1, 1.3)
     tab.set_title("Test accuracy at the end of training")
     _points(ax, study, "accuracy", ylabel="test accuracy")
-    ax.set_title(_seed_note(study))
+    ax.set_title("points: mean, 95% t interval")
+    fig.suptitle(f"Accuracy: {_seed_note(study)}")
     return fig
 
 
