@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from landscape.cli import main
 from landscape.cli.study import BUNDLED, _as_args, load_study
+from landscape.studies.spec import ANALYSIS_KEYS
 
 STUDY = """
 [study]
@@ -101,7 +102,7 @@ def test_options_become_arguments():
 @pytest.mark.parametrize("name", ["digits_demo", "digits_demo_quick"])
 def test_bundled_studies_parse(name):
     spec = load_study(name)
-    assert [m["model"] for m in spec["models"]] == ["resnet8", "fmmnet8"]
+    assert [m["model"] for m in spec["models"]][:2] == ["resnet8", "fmmnet8"]
 
 
 STUDY_FILES = sorted(Path(__file__).resolve().parents[2].glob("analyses/*.toml")) + sorted(BUNDLED.glob("*.toml"))
@@ -119,7 +120,7 @@ def test_every_study_file_names_real_options(path):
     for model in spec["models"]:
         check("train", {**(spec.get("train") or {}), **{k: v for k, v in model.items() if k not in ("model", "label")}})
     for analysis in spec.get("analyses") or []:
-        opts = {k: v for k, v in analysis.items() if k not in ("command", "name", "compare")}
+        opts = {k: v for k, v in analysis.items() if k not in ANALYSIS_KEYS}  # the study's own keys
         check(analysis["command"], opts)
         check("compare", analysis.get("compare", {}))
 
