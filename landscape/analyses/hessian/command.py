@@ -43,6 +43,14 @@ from landscape.core.options import (
 @click.option("--per-layer", is_flag=True, help="Top eigenvalue and trace of each layer's own Hessian block.")
 @click.option("--layer-depth", type=click.IntRange(min=1), default=None,
               help="With --per-layer: group parameters by the first N parts of their names (e.g. 2 = blocks).")
+@click.option("--per-block", is_flag=True,
+              help="Block heterogeneity: each block's SLQ density, top eigenvalue and trace, and the Jensen-Shannon "
+                   "distances between the block densities.")
+@click.option("--block-by", type=click.Choice(["parameter", "module"]), default="parameter", show_default=True,
+              help="With --per-block: one block per parameter tensor, or per module owning parameters.")
+@click.option("--blocks", multiple=True, metavar="PATTERN",
+              help="With --per-block: a block of the parameters matching the glob PATTERN (repeatable, e.g. "
+                   "--blocks '*.attention.*' --blocks 'stages.0.*'); the rest form one block 'other'.")
 @click.option("--params", default=None, metavar="PATTERN",
               help="Restrict H to parameters matching glob patterns (comma-separated), e.g. 'layer3.*,fc'.")
 @data_options
@@ -62,7 +70,8 @@ from landscape.core.options import (
 def hessian(checkpoint: str, top_k: int, which: Literal["LA", "SA", "LM"], tol: float, max_iter: int | None,
             trace: bool, trace_method: Literal["hutch++", "hutchinson"], probes: int, density: bool,
             lanczos_steps: int, density_vectors: int,
-            per_layer: bool, layer_depth: int | None, params: str | None, dataset: str | None,
+            per_layer: bool, layer_depth: int | None, per_block: bool, block_by: Literal["parameter", "module"],
+            blocks: tuple[str, ...], params: str | None, dataset: str | None,
             data_dir: str | None, split: str, n_samples: int | None, batch_size: int, seed: int, mode: str,
             eigenvectors: bool, backend: str, device: str, model_name: str | None,
             model_options: tuple[str, ...], out: str | None, overwrite: bool, quiet: bool) -> None:
@@ -81,17 +90,20 @@ def hessian(checkpoint: str, top_k: int, which: Literal["LA", "SA", "LM"], tol: 
 
     # Parameters are named as the library's arguments (landscape.hessian), so its messages map onto these flags.
     out = out or output_name(checkpoint, "hessian")
-    if not (top_k or trace or density or per_layer):
-        raise LandscapeError("nothing to measure: use --top-k K (K ≥ 1), --trace, --density or --per-layer")
+    if not (top_k or trace or density or per_layer or per_block):
+        raise LandscapeError("nothing to measure: use --top-k K (K ≥ 1), --trace, --density, --per-layer or "
+                             "--per-block")
     if not math.isfinite(tol):
         raise LandscapeError(f"--tol {tol} must be a finite positive number, e.g. 1e-3")
-    if backend == "pyhessian" and (density or per_layer or params or mode == "train" or which != "LA"
+    if backend == "pyhessian" and (density or per_layer or per_block or params or mode == "train" or which != "LA"
                                    or eigenvectors):
         raise LandscapeError("--backend pyhessian supports only --top-k (which LA) and --trace in eval mode, "
                              "without --save-eigenvectors")
     # Options that would be recorded or accepted without effect are refused, so a file never claims what it lacks.
     if layer_depth is not None and not per_layer:
         raise LandscapeError("--layer-depth applies to --per-layer only")
+    if (blocks or block_by != "parameter") and not per_block:
+        raise LandscapeError("--blocks and --block-by apply to --per-block only")
     if eigenvectors and not top_k:
         raise LandscapeError("--save-eigenvectors needs --top-k K with K ≥ 1")
     claim_output(out, checkpoint, force=overwrite)
@@ -154,6 +166,14 @@ def hessian(checkpoint: str, top_k: int, which: Literal["LA", "SA", "LM"], tol: 
                                              "trace": lc.trace, "trace_stderr": lc.trace_stderr}
                                    for lc in pl.layers}
             n_hvp += pl.n_hvp
+        if per_block:
+            from landscape.analyses.hessian.blocks import per_block as per_block_fn
+
+            pb = per_block_fn(model, batches, block_by=block_by, blocks=blocks, tol=tol, n_probes=probes,
+                              method=trace_method, lanczos_steps=lanczos_steps, density_vectors=density_vectors,
+                              params=params, train_mode=mode == "train", seed=seed, progress=progress)
+            stored["per_block"] = pb.stored()
+            n_hvp += pb.n_hvp
     # PyHessian's trace is always Hutchinson's, whatever --trace-method says.
     used_trace_method = "hutchinson" if backend == "pyhessian" else trace_method
     from landscape.core.provenance import provenance
@@ -173,4 +193,7 @@ def hessian(checkpoint: str, top_k: int, which: Literal["LA", "SA", "LM"], tol: 
         click.echo("eigenvalues: " + " ".join(f"{v:.6g}" for v in stored["eigenvalues"]))
     if "trace" in stored:
         click.echo(f"trace: {stored['trace']:.6g} ± {stored['trace_stderr']:.2g}")
+    if "per_block" in stored:
+        click.echo(f"blocks: {len(stored['per_block']['blocks'])}, mean Jensen-Shannon distance between their "
+                   f"densities {stored['per_block']['js_mean']:.4f}")
     click.echo(out)

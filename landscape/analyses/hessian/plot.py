@@ -58,12 +58,17 @@ def draw(path: str | os.PathLike[str] | dict, *, ax: plt.Axes | None = None, opt
 
 
 def plot(path: str | os.PathLike[str], *, out: str | os.PathLike[str], options: PlotOptions | None = None) -> None:
-    """Spectral density (log scale) with the top eigenvalues marked; bars per layer when stored."""
+    """Spectral density (log scale) with the top eigenvalues marked; bars per layer, and the block densities with
+    the heatmap of their Jensen-Shannon distances, when stored."""
     options = options or PlotOptions()
     r = read_hessian(path)
     panels = 2 if "per_layer" in r else 1
+    # Block densities overlaid, and their JS distance matrix; the whole-H panel only when it has something to show.
+    spectrum = "per_block" not in r or any(key in r for key in ("density", "eigenvalues", "per_layer"))
+    panels += (2 if "per_block" in r else 0) - (0 if spectrum else 1)
     fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4), squeeze=False)
-    _draw_spectrum(axes[0, 0], r, path, options)
+    if spectrum:
+        _draw_spectrum(axes[0, 0], r, path, options)
     if "per_layer" in r:
         names = list(r["per_layer"])
         top = [float(np.atleast_1d(r["per_layer"][n]["eigenvalues"])[0]) for n in names]
@@ -73,8 +78,36 @@ def plot(path: str | os.PathLike[str], *, out: str | os.PathLike[str], options: 
         ax.set_xlabel("top eigenvalue of the layer's block")
         if options.log:
             ax.set_xscale("symlog")
+    if "per_block" in r:
+        _draw_blocks(axes[0, -2], axes[0, -1], r["per_block"], options)
     fig.tight_layout()
     save_figure(fig, out, dpi=options.dpi)
+
+
+def _draw_blocks(ax_density: plt.Axes, ax_js: plt.Axes, pb: dict, options: PlotOptions) -> None:
+    """Block densities (log scale) on their common grid, and the heatmap of their pairwise JS distances."""
+    names = list(pb["blocks"])
+    grid = pb["grid"]
+    for i, name in enumerate(names):
+        values = pb["blocks"][name]["values"]
+        floor = max(float(values.max()) * 1e-12, 1e-300)
+        ax_density.semilogy(grid, np.maximum(values, floor), lw=0.8, color=f"C{i % 10}",
+                            label=name if i < 12 else None)  # a legend of more than 12 blocks is unreadable
+    ax_density.set_xlabel("eigenvalue")
+    ax_density.set_ylabel("density (log)")
+    ax_density.set_title(f"block spectral densities ({len(names)} blocks, σ {pb['sigma']:.3g})", fontsize=9)
+    if options.vmin is not None or options.vmax is not None:
+        ax_density.set_xlim(options.vmin, options.vmax)
+    ax_density.legend(fontsize=6)
+    image = ax_js.imshow(pb["js_distance"], vmin=0.0, vmax=1.0, cmap="viridis")
+    ticks = range(len(names))
+    size = 6 if len(names) <= 20 else 4
+    ax_js.set_xticks(ticks, names, rotation=90, fontsize=size)
+    ax_js.set_yticks(ticks, names, fontsize=size)
+    mean = pb["js_mean"]
+    ax_js.set_title("Jensen-Shannon distance between block densities"
+                    + (f" (mean {mean:.3f})" if np.isfinite(mean) else ""), fontsize=9)
+    ax_js.figure.colorbar(image, ax=ax_js, fraction=0.046, pad=0.04)
 
 
 def compare(paths: Sequence[str | os.PathLike[str]], *, labels: Sequence[str] | None = None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,13 +28,14 @@ class Hessian:
     trace_stderr: float | None = None
     density: dict[str, np.ndarray] | None = None
     per_layer: dict[str, dict[str, Any]] | None = None
+    per_block: dict[str, Any] | None = None  # block heterogeneity: densities, λmax, trace, JS distances (blocks.py)
     eigenvectors: tuple[dict[str, np.ndarray], ...] | None = field(default=None, repr=False)
     path: str = ""
 
     def _stored(self) -> dict[str, Any]:
         """The layout ``read_hessian`` returns (what the figures read)."""
         out: dict[str, Any] = {"attrs": dict(self.attrs)}
-        for key in ("eigenvalues", "residuals", "trace", "trace_stderr", "density", "per_layer"):
+        for key in ("eigenvalues", "residuals", "trace", "trace_stderr", "density", "per_layer", "per_block"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         return out
@@ -47,7 +49,8 @@ class Hessian:
         vecs = tuple(read_eigenvectors(path)) if r.get("n_eigenvectors") else None
         return cls(attrs=r["attrs"], eigenvalues=r.get("eigenvalues"), residuals=r.get("residuals"),
                    trace=r.get("trace"), trace_stderr=r.get("trace_stderr"), density=r.get("density"),
-                   per_layer=r.get("per_layer"), eigenvectors=vecs, path=os.fspath(path))
+                   per_layer=r.get("per_layer"), per_block=r.get("per_block"), eigenvectors=vecs,
+                   path=os.fspath(path))
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Hessian:
         """Write to ``path`` (layout ``landscape.hessian/1``, atomically); returns the result read back."""
@@ -60,7 +63,7 @@ class Hessian:
             attrs = {k: v for k, v in self.attrs.items() if k not in ("schema", "library_version")}
             write_hessian(path, attrs=attrs, eigenvalues=self.eigenvalues, residuals=self.residuals,
                           trace=self.trace, trace_stderr=self.trace_stderr, density=self.density,
-                          eigenvectors=self.eigenvectors, per_layer=self.per_layer)
+                          eigenvectors=self.eigenvectors, per_layer=self.per_layer, per_block=self.per_block)
         return Hessian.from_file(path)
 
     def plot(self, ax: Any = None, **options: Any) -> Any:
@@ -82,16 +85,26 @@ def compute(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, to
             density: bool = False, lanczos_steps: int = 100, density_vectors: int = 1, per_layer: bool = False,
             layer_depth: int | None = None, params: str | None = None, mode: Literal["eval", "train"] = "eval",
             batch_size: int = 128, seed: int = 0, eigenvectors: bool = False, dataset: str | None = None,
-            split: str | None = None, progress: bool = False) -> Hessian:
+            split: str | None = None, progress: bool = False, per_block: bool = False,
+            block_by: Literal["parameter", "module"] = "parameter", blocks: Sequence[str] | None = None
+            ) -> Hessian:
     """Measure the loss Hessian of ``model`` on ``(inputs, targets)`` (mean cross-entropy over the samples): the
     ``top_k`` extreme eigenvalues (Lanczos), and on request the trace (Hutch++/Hutchinson), the spectral density
-    (SLQ) and per-layer blocks. The model is left as found."""
+    (SLQ) and per-layer blocks. The model is left as found.
+
+    ``per_block=True`` adds block heterogeneity (``blocks.per_block``): blocks are parameter tensors
+    (``block_by="parameter"``), modules (``"module"``) or the glob patterns ``blocks`` (the unmatched parameters form
+    a block ``"other"``), each with its SLQ density (``lanczos_steps``, ``density_vectors``), top eigenvalue and
+    trace (``probes``, ``trace_method``), and the pairwise Jensen–Shannon distances of the densities."""
     from landscape.analyses.hessian import compute as H
     from landscape.analyses.hessian.perlayer import per_layer as per_layer_fn
     from landscape.core.provenance import provenance
 
-    if not (top_k or trace or density or per_layer):
-        raise LandscapeError("nothing to measure: ask for top_k ≥ 1, trace=True, density=True or per_layer=True")
+    if not (top_k or trace or density or per_layer or per_block):
+        raise LandscapeError("nothing to measure: ask for top_k ≥ 1, trace=True, density=True, per_layer=True or "
+                             "per_block=True")
+    if (blocks or block_by != "parameter") and not per_block:
+        raise LandscapeError("blocks= and block_by= apply to per_block=True only")
     if eigenvectors and not top_k:
         raise LandscapeError("eigenvectors=True needs top_k ≥ 1")
     batches = [(inputs[i:i + batch_size], targets[i:i + batch_size]) for i in range(0, len(inputs), batch_size)]
@@ -118,6 +131,14 @@ def compute(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, to
         out["per_layer"] = {lc.name: {"eigenvalues": lc.eigenvalues, "residuals": lc.residuals, "trace": lc.trace,
                                       "trace_stderr": lc.trace_stderr} for lc in pl.layers}
         n_hvp += pl.n_hvp
+    if per_block:
+        from landscape.analyses.hessian.blocks import per_block as per_block_fn
+
+        pb = per_block_fn(model, batches, block_by=block_by, blocks=blocks, tol=tol, n_probes=probes,
+                          method=trace_method, lanczos_steps=lanczos_steps, density_vectors=density_vectors,
+                          params=params, train_mode=mode == "train", seed=seed, progress=progress)
+        out["per_block"] = pb.stored()
+        n_hvp += pb.n_hvp
     record = provenance(model, dataset=dataset, split=split, n_samples=len(inputs), seed=seed)
     attrs = {**record.attrs(), "batch_size": batch_size, "mode": mode, "backend": "landscape", "which": which,
              "k": top_k, "tol": tol, "probes": probes if trace or per_layer else None,

@@ -36,4 +36,14 @@ def summary(file: str) -> list[str]:
             top_ev = float(np.atleast_1d(values["eigenvalues"])[0]) if np.size(values["eigenvalues"]) else np.nan
             se = float(values["trace_stderr"]) if "trace_stderr" in values else float("nan")
             lines.append(f"    {name:<28} {top_ev:>16.8g} {float(values['trace']):>16.8g} ± {se:.3g}")
+    if "per_block" in r:
+        pb = r["per_block"]
+        by = pb["settings"].get("block_by", "?")
+        js = "n/a (one block)" if not np.isfinite(pb["js_mean"]) else f"{pb['js_mean']:.4f}"
+        lines.append(row("per block", f"{len(pb['blocks'])} blocks by {by}; mean Jensen-Shannon distance {js} "
+                                      f"(densities on one grid, σ {pb['sigma']:.3g})"))
+        lines.append(f"    {'block':<28} {'size':>9} {'λmax':>16} {'trace':>16} ± stderr")
+        for name, b in pb["blocks"].items():
+            top_ev = float(np.atleast_1d(b["eigenvalues"])[0]) if np.size(b["eigenvalues"]) else np.nan
+            lines.append(f"    {name:<28} {b['size']:>9} {top_ev:>16.8g} {b['trace']:>16.8g} ± {b['trace_stderr']:.3g}")
     return lines
