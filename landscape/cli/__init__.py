@@ -15,7 +15,7 @@ from landscape.analyses import ANALYSES
 from landscape.cli._group import main
 
 # Importing a command module registers its command on ``main``.
-COMMAND_MODULES = ("models", "train", "evaluate", "info", "plot", "study", "demo")
+COMMAND_MODULES = ("models", "train", "evaluate", "info", "plot", "study", "demo", "report", "figures")
 for _name in COMMAND_MODULES:
     importlib.import_module(f"landscape.cli.{_name}")
 for _analysis in ANALYSES.values():

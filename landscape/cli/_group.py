@@ -31,7 +31,8 @@ def _usage_error(exc: click.UsageError) -> None:
 _RESUMABLE = {"train": "add --resume to the same command to continue",
               "surface": "run the same command again to continue",
               "study": "run the same command again to continue",
-              "demo": "run the same command again to continue"}
+              "demo": "run the same command again to continue",
+              "connect": "add --resume to the same command to continue the curve's training"}
 
 
 def _interrupt_advice(command: str | None) -> str:

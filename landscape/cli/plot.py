@@ -33,7 +33,7 @@ def _style_options(f):
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Output figure (.png, .pdf or .svg); default: FILE with the extension .png.")
 def plot(file: str, out: str | None, **style) -> None:
-    """Draw the result stored in FILE (surface, Hessian, predictiveness, input-space or attention)."""
+    """Draw the result stored in FILE (any analysis's file: surface, Hessian, sharpness, connect, …)."""
     from landscape.analyses import analysis_for_file
     from landscape.core.figure import PlotOptions, default_output
 

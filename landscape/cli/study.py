@@ -17,10 +17,6 @@ from landscape.cli._group import main
 from landscape.studies import spec as _spec
 from landscape.studies.spec import BUNDLED, STUDY_KEYS, as_args
 
-# Mounts `landscape report` and `landscape figures` (registered on import, like every command module); harmless
-# once landscape/cli/__init__.py lists them too.
-from landscape.cli import figures as _figures_command, report as _report_command  # noqa: F401  # isort: skip
-
 __all__ = ["BUNDLED", "STUDY_KEYS", "check_study", "load_study", "run_study", "study"]
 _as_args = as_args  # the old private names, which tests and scripts import
 
