@@ -192,11 +192,15 @@ def _nonfinite(state: dict[str, torch.Tensor]) -> tuple[int, list[str]]:
 
 
 def _infer_shapes(state: dict[str, torch.Tensor]) -> dict[str, int]:
-    """in_channels from the first conv/linear weight, num_classes from the last 2-D weight."""
+    """in_channels from the first weight when it is a convolution's (a first Linear's width is the number of
+    input features, not image channels), num_classes from the last 2-D weight."""
     weights = [v for k, v in state.items() if k.endswith("weight") and v.dim() >= 2]
     if not weights:
         return {}
-    return {"in_channels": int(weights[0].shape[1]), "num_classes": int(weights[-1].shape[0])}
+    shapes = {"num_classes": int(weights[-1].shape[0])}
+    if weights[0].dim() == 4:
+        shapes["in_channels"] = int(weights[0].shape[1])
+    return shapes
 
 
 def _fit_state(model: nn.Module, state: dict[str, torch.Tensor], path: Path, name: str) -> None:
@@ -274,9 +278,12 @@ def load_checkpoint(
                                  "diverged: use an earlier checkpoint (or allow_nonfinite=True to load it anyway)")
     shapes = _infer_shapes(state)
     num_classes = int(meta.get("num_classes") or shapes.get("num_classes", 10))
-    in_channels = int(meta.get("in_channels") or shapes.get("in_channels", 3))
+    # Unknown for a plain MLP state dict: built with the default, recorded as unknown so no dataset is refused
+    # for a channel count the file never stated.
+    known_channels = meta.get("in_channels") or shapes.get("in_channels")
+    in_channels = int(known_channels) if known_channels else None
     try:
-        net = build_model(name, num_classes=num_classes, in_channels=in_channels, **options)
+        net = build_model(name, num_classes=num_classes, in_channels=in_channels or 3, **options)
     except LandscapeError as exc:  # say which file asked for it: its recorded options may be the cause
         raise LandscapeError(f"{path}: {exc}") from None
     _fit_state(net, state, path, name)

@@ -295,3 +295,22 @@ def test_pickle_scan_reads_imports_without_running_them(tmp_path, protocol):
     assert unsafe_imports(tmp_path / "ok.pt") == []  # torch's own zip format: data.pkl only imports tensor code
     (tmp_path / "text.txt").write_text("not a pickle")
     assert pickle_imports(tmp_path / "text.txt") is None and unsafe_imports(tmp_path / "text.txt") == []
+
+
+def test_plain_mlp_state_dict_claims_no_image_channels(tmp_path, monkeypatch):
+    """A first Linear layer's width is input features, not image channels: nothing is recorded, so the digits
+    dataset is not refused for a channel count the file never stated."""
+    from landscape.core.options import checkpoint_dataset
+
+    (tmp_path / "mlpmod.py").write_text(
+        "import torch\n"
+        "def mlp(num_classes=10, in_channels=3):\n"
+        "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(),\n"
+        "                               torch.nn.Linear(32, num_classes))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import mlpmod
+
+    torch.save(mlpmod.mlp().state_dict(), tmp_path / "plain.pt")
+    _, meta = load_checkpoint(tmp_path / "plain.pt", model="mlpmod:mlp")
+    assert meta["in_channels"] is None and meta["num_classes"] == 10
+    assert checkpoint_dataset(str(tmp_path / "plain.pt"), meta, "digits") == "digits"
