@@ -1,8 +1,9 @@
 """Extreme eigenpairs of a symmetric operator: thick-restart Lanczos with full re-orthogonalisation.
 
 Single-vector Krylov (block Lanczos would batch HVPs, but batching 8 vectors saved nothing per HVP in our
-measurements); Krylov basis and projected matrix in float64; two passes of classical Gram-Schmidt against the
-whole basis at every step (no ghost eigenvalues); Ritz values checked after every step so the run stops at the
+measurements); the Krylov basis in the operator's work dtype (float32 for a float32 model: ``ncv + 1`` vectors, the
+thick restart done in place) and the small projected matrix in float64, with float64-accumulated coefficients; two
+passes of classical Gram-Schmidt against the whole basis at every step (no ghost eigenvalues); Ritz values checked after every step so the run stops at the
 first matvec where all ``k`` wanted pairs meet ``‖Av − θv‖ ≤ tol·|θ|``; when the basis is full it restarts thick,
 keeping the best Ritz vectors (Wu & Simon 2000).
 """
@@ -17,7 +18,14 @@ from typing import Literal
 import numpy as np
 import torch
 
-from landscape.analyses.hessian.operator import CountingMatvec, SymmetricOperator, require_workspace
+from landscape.analyses.hessian._vectors import combine_rows_, dot64
+from landscape.analyses.hessian._vectors import orthogonalise as _orthogonalise
+from landscape.analyses.hessian.operator import (
+    CountingMatvec,
+    SymmetricOperator,
+    require_workspace,
+    work_dtype,
+)
 from landscape.errors import LandscapeError
 
 Which = Literal["LA", "SA", "LM"]
@@ -37,7 +45,7 @@ class EigenResult:
     seed: int
     which: str
     tol: float
-    eigenvectors: torch.Tensor | None = None  # (k, size) float64, unit norm, when asked for
+    eigenvectors: torch.Tensor | None = None  # (k, size) in the operator's work dtype, unit norm, when asked for
 
 
 def _order(theta: np.ndarray, which: str) -> np.ndarray:
@@ -53,15 +61,6 @@ def random_unit(size: int, *, seed: int, device: torch.device) -> torch.Tensor:
     g = torch.Generator().manual_seed(int(seed))
     v = torch.randn(size, generator=g, dtype=torch.float64)
     return (v / v.norm()).to(device)
-
-
-def _orthogonalise(w: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
-    """Coefficients ``h`` with ``w ← w − basisᵀ h`` (two classical Gram-Schmidt passes)."""
-    h = basis @ w
-    w -= basis.T @ h
-    h2 = basis @ w
-    w -= basis.T @ h2
-    return h + h2
 
 
 def lanczos(op: SymmetricOperator, *, k: int = 1, which: Which = "LA", tol: float = 1e-3,
@@ -87,13 +86,17 @@ def lanczos(op: SymmetricOperator, *, k: int = 1, which: Which = "LA", tol: floa
     if max_matvec < 1:
         raise LandscapeError(f"max_matvec={max_matvec} must be at least 1")
     device = op.device
-    # The basis, and at a thick restart the kept Ritz vectors beside it, are float64 vectors of the operator's size.
-    require_workspace(8.0 * n * (2 * m + 1), device, what=f"a Lanczos basis of {m + 1} vectors of {n:,} values",
+    wd = work_dtype(op.dtype)
+    # The basis (restarted in place) and two work vectors: the product and the Gram-Schmidt temporary.
+    require_workspace(wd.itemsize * float(n) * (m + 3), device,
+                      what=f"a Lanczos basis of {m + 1} vectors of {n:,} values",
                       fix="ask for fewer eigenvalues (k) or a smaller ncv")
     apply = CountingMatvec(op, callback)
     t0 = time.perf_counter()
-    basis = torch.zeros(m + 1, n, dtype=torch.float64, device=device)
-    basis[0] = random_unit(n, seed=seed, device=device) if v0 is None else (v0 / v0.norm()).to(device, torch.float64)
+    basis = torch.zeros(m + 1, n, dtype=wd, device=device)
+    start_vector = random_unit(n, seed=seed, device=device) if v0 is None else v0.to(device, torch.float64)
+    basis[0] = (start_vector / start_vector.norm()).to(wd)
+    del start_vector
     proj = np.zeros((m + 1, m), dtype=np.float64)  # A V_m = V_{m+1} proj  (upper Hessenberg, ~ symmetric)
     start, n_matvec, n_restarts, extra_seed = 0, 0, 0, 1
     theta = s = beta = None
@@ -102,7 +105,7 @@ def lanczos(op: SymmetricOperator, *, k: int = 1, which: Which = "LA", tol: floa
             w = apply(basis[j])
             n_matvec = apply.count
             h = _orthogonalise(w, basis[: j + 1])
-            beta = float(w.norm())
+            beta = dot64(w, w) ** 0.5
             proj[: j + 1, j] = h.cpu().numpy()
             proj[j + 1, j] = beta
             scale = float(np.abs(proj[: j + 2, : j + 1]).max()) or 1.0
@@ -110,12 +113,14 @@ def lanczos(op: SymmetricOperator, *, k: int = 1, which: Which = "LA", tol: floa
                 # Invariant subspace found: continue from a fresh random direction (residual stays exact).
                 proj[j + 1, j] = beta = 0.0
                 if j + 1 < n:
-                    r = random_unit(n, seed=seed + 7919 * extra_seed, device=device)
+                    r = random_unit(n, seed=seed + 7919 * extra_seed, device=device).to(wd)
                     extra_seed += 1
                     _orthogonalise(r, basis[: j + 1])
-                    basis[j + 1] = r / r.norm()
+                    basis[j + 1] = r.div_(dot64(r, r) ** 0.5)
+                    del r
             else:
-                basis[j + 1] = w / beta
+                basis[j + 1] = w.div_(beta)
+            del w
             size = j + 1
             if size < min(k, n):
                 continue
@@ -133,12 +138,11 @@ def lanczos(op: SymmetricOperator, *, k: int = 1, which: Which = "LA", tol: floa
         n_restarts += 1
         keep = min(m - 1, max(k + (m - k) // 2, k + 1))
         idx = _order(theta, which)[:keep]
-        new = torch.from_numpy(np.ascontiguousarray(s[:, idx].T)).to(device) @ basis[:m]
-        last = basis[m].clone()
+        # In place: rows [:keep] become the Ritz vectors, a column block at a time (no second basis).
+        combine_rows_(basis, torch.from_numpy(np.ascontiguousarray(s[:, idx].T)).to(device))
         coupling = proj[m, m - 1] * s[m - 1, idx]
-        basis.zero_()
-        basis[:keep] = new
-        basis[keep] = last
+        basis[keep] = basis[m]
+        basis[keep + 1:].zero_()
         proj[:] = 0.0
         proj[np.arange(keep), np.arange(keep)] = theta[idx]
         proj[keep, :keep] = coupling
@@ -150,9 +154,11 @@ def _finish(basis: torch.Tensor, theta: np.ndarray, s: np.ndarray, res: np.ndarr
             return_eigenvectors: bool) -> EigenResult:
     vecs = None
     if return_eigenvectors:
-        y = torch.from_numpy(np.ascontiguousarray(s[:, want].T)).to(basis.device)
-        vecs = y @ basis
-        vecs = vecs / vecs.norm(dim=1, keepdim=True)
+        # The basis is no longer needed: its first rows become the eigenvectors (no (k, size) matrix beside it).
+        combine_rows_(basis, torch.from_numpy(np.ascontiguousarray(s[:, want].T)).to(basis.device))
+        vecs = basis[: len(want)].clone()
+        for v in vecs:
+            v.div_(dot64(v, v) ** 0.5)
     return EigenResult(eigenvalues=theta[want].copy(), residuals=res[want].copy(), converged=conv.copy(),
                        n_matvec=n_matvec, n_restarts=n_restarts, seconds=time.perf_counter() - t0, seed=seed,
                        which=which, tol=tol, eigenvectors=vecs)
