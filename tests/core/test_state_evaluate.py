@@ -111,3 +111,26 @@ def test_weights_hash_follows_the_tensors_and_provenance_round_trips():
     p = provenance(net, dataset="digits", split="test", n_samples=12, subset=True, seed=3)
     assert p.model == "Sequential" and p.dtype == "float64" and p.threads == torch.get_num_threads()
     assert Provenance.from_attrs(p.attrs()) == p
+
+
+def test_buffers_only_restores_bn_statistics_and_leaves_parameters_untouched():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.BatchNorm1d(6), torch.nn.Linear(6, 2))
+    net.eval()
+    x = torch.randn(16, 4)
+    held = net[0](x).sum()  # a graph through parameters (not BN buffers) that the caller keeps across the block
+    versions = [p._version for p in net.parameters()]
+    stats = {k: v.clone() for k, v in net.named_buffers()}
+    with ModelState(net, mode="train", values="buffers"):
+        net(x)  # BatchNorm in train mode moves its running statistics
+        assert not torch.equal(net[1].running_mean, stats["1.running_mean"])
+    for k, v in net.named_buffers():
+        assert torch.equal(v, stats[k]), k
+    assert [p._version for p in net.parameters()] == versions  # never written: the held graph stays valid
+    assert not net.training
+    held.backward()
+
+
+def test_values_must_be_a_known_choice():
+    with pytest.raises(ValueError, match="values="):
+        ModelState(torch.nn.Linear(2, 2), values="params")
