@@ -32,8 +32,12 @@ def dataset_options(*, split: str = "train", batch_size: int = 128,
     def decorate(f: F) -> F:
         f = click.option("--batch-size", type=click.IntRange(min=1), default=batch_size, show_default=True,
                          help=batch_help)(f)
+        # One rule, said where it applies: weight-space analyses measure the objective that was minimised (train);
+        # input-space and attention analyses look at the function on inputs it never trained on (test).
+        why = ("the objective that was minimised" if split == "train"
+               else "the function on inputs it never trained on")
         f = click.option("--split", type=click.Choice(["train", "test"]), default=split, show_default=True,
-                         help="Which split to evaluate on.")(f)
+                         help=f"Which split to evaluate on ({split} by default: {why}).")(f)
         f = click.option("--data-dir", type=click.Path(file_okay=False), default=None,
                          help="Folder holding CIFAR data (python pickle layout).")(f)
         return click.option("--dataset", default=None,

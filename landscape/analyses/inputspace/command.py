@@ -95,9 +95,3 @@ def inputspace(checkpoint: str, mode: Literal["around", "between", "noise"],
     result.save(out, overwrite=True)  # claim_output above checked --overwrite and holds the lock since
     click.echo(out)
 
-
-# The shared --split help is the weight-space one; say why this command looks at the test split by default.
-for _param in inputspace.params:
-    if isinstance(_param, click.Option) and _param.name == "split":
-        _param.help = ("Which split to use: test by default, as input-space analyses look at the function on "
-                       "unseen inputs (the weight-space ones default to train).")
