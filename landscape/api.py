@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
@@ -100,13 +100,17 @@ def hessian(model: nn.Module, data: Data, *, top_k: int = 1, which: Literal["LA"
             tol: float = 1e-3, max_iter: int | None = None, trace: bool = False,
             trace_method: Literal["hutch++", "hutchinson"] = "hutch++", probes: int = 100, density: bool = False,
             lanczos_steps: int = 100, density_vectors: int = 1, per_layer: bool = False,
-            layer_depth: int | None = None, params: str | None = None, mode: Literal["eval", "train"] = "eval",
+            layer_depth: int | None = None, per_block: bool = False,
+            block_by: Literal["parameter", "module"] = "parameter", blocks: Sequence[str] | None = None,
+            params: str | None = None, mode: Literal["eval", "train"] = "eval",
             split: str = "train", n_samples: int | None = None, batch_size: int = 128, seed: int = 0,
             eigenvectors: bool = False, out: str | os.PathLike[str] | None = None, overwrite: bool = False,
             device: str | None = None, threads: int | None = None, progress: bool = False) -> Hessian:
     """The loss Hessian of ``model`` on ``data``: the ``top_k`` extreme eigenvalues (``which``: LA largest, SA
     smallest, LM largest magnitude), and with ``trace``/``density``/``per_layer`` the trace ± stderr, the spectral
-    density and per-layer blocks. Returns a frozen :class:`Hessian` (``.save``, ``.plot``); with ``out`` it is also
+    density and per-layer blocks; ``per_block`` adds each block's density, λmax and trace and the Jensen–Shannon
+    distances between block spectra (blocks: each parameter tensor, each module with ``block_by="module"``, or
+    the name patterns in ``blocks``). Returns a frozen :class:`Hessian` (``.save``, ``.plot``); with ``out`` it is also
     written there (``overwrite`` to replace a file)."""
     from landscape.analyses.hessian.result import compute
 
@@ -121,7 +125,8 @@ def hessian(model: nn.Module, data: Data, *, top_k: int = 1, which: Literal["LA"
         inputs, targets = inputs.to(p.device), targets.to(p.device)
     result = compute(model, inputs, targets, top_k=top_k, which=which, tol=tol, max_iter=max_iter, trace=trace,
                      trace_method=trace_method, probes=probes, density=density, lanczos_steps=lanczos_steps,
-                     density_vectors=density_vectors, per_layer=per_layer, layer_depth=layer_depth, params=params,
+                     density_vectors=density_vectors, per_layer=per_layer, layer_depth=layer_depth,
+                     per_block=per_block, block_by=block_by, blocks=blocks, params=params,
                      mode=mode, batch_size=batch_size, seed=seed, eigenvectors=eigenvectors, dataset=name,
                      split=split, progress=progress)
     return result if out is None else result.save(out, overwrite=overwrite)

@@ -60,3 +60,10 @@ def test_entry_points_carry_the_engines_signatures():
                landscape.connect, landscape.invariance_check):
         params = inspect.signature(fn).parameters
         assert "out" in params or "alpha" in params, fn
+
+
+def test_hessian_per_block_through_the_one_call(tiny):
+    net, data = tiny
+    r = landscape.hessian(net, data, top_k=0, per_block=True, block_by="module", lanczos_steps=8)
+    js = np.asarray(r.per_block["js_distance"])
+    assert js.shape == (2, 2) and np.allclose(np.diag(js), 0) and np.allclose(js, js.T)
