@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import click
 
@@ -60,6 +61,14 @@ def old_default_output(checkpoint: str, *, two_d: bool, direction: str, split: s
               help="Stop each point once the standard error of its loss is below EPS (default: full pass).")
 @click.option("--min-samples", type=click.IntRange(min=2), default=4000, show_default=True,
               help="Samples every point sees before --precision-target may stop it.")
+@click.option("--precision", type=click.Choice(["fp32", "tf32", "bf16"]), default="fp32", show_default=True,
+              help="Arithmetic of the forward passes: fp32 (TF32 off), tf32 (CUDA TF32 matmuls and convolutions), "
+                   "bf16 (autocast; losses still summed in float64). Recorded in the file.")
+@click.option("--channels-last", is_flag=True,
+              help="Store images and 4-D weights NHWC (faster convolutions with oneDNN and cuDNN; same results "
+                   "to ~1e-6).")
+@click.option("--compile", "compile", is_flag=True,
+              help="torch.compile the model (pays a one-off compilation; for long grids).")
 @device_option
 @model_option
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
@@ -69,20 +78,55 @@ def old_default_output(checkpoint: str, *, two_d: bool, direction: str, split: s
 def surface(checkpoint: str, xspec: str, yspec: str | None, direction: str, target: str | None,
             trajectory: str | None, eigenvectors: str | None, norm: str | None, ignore: str, dir_type: str,
             dataset: str | None, data_dir: str | None, split: str, n_samples: int | None, batch_size: int,
-            seed: int, bn: str, recal_samples: int, precision_target: float | None, min_samples: int, device: str,
-            model_name: str | None, model_options: tuple[str, ...], out: str | None, overwrite: bool,
-            quiet: bool) -> None:
+            seed: int, bn: str, recal_samples: int, precision_target: float | None, min_samples: int,
+            precision: str, channels_last: bool, compile: bool, device: str, model_name: str | None,
+            model_options: tuple[str, ...], out: str | None, overwrite: bool, quiet: bool) -> None:
     """Loss and accuracy on a grid around CHECKPOINT along two (or one) directions.
 
-    Run the same command again to resume an interrupted surface.
+    Run the same command again to resume an interrupted surface. Under torchrun (torchrun --nproc_per_node N -m
+    landscape surface ...) the processes share the grid and rank 0 writes the file; see docs/scale.md.
     """
+    from landscape.core import distributed
+    from landscape.core.device import resolve_device
+
+    ctx = click.get_current_context()
+    auto_batch = ctx.get_parameter_source("batch_size") is click.core.ParameterSource.DEFAULT
+    dev = distributed.device_for(resolve_device(device))
+    distributed.init(dev)
+    try:
+        with distributed.agree():  # an error on one process ends all of them, with one line (from rank 0)
+            run = _prepare(checkpoint, xspec, yspec, direction, target, trajectory, eigenvectors, norm, ignore,
+                           dir_type, dataset, data_dir, split, n_samples, None if auto_batch else batch_size,
+                           seed, bn, recal_samples, precision_target, min_samples, precision, dev, model_name,
+                           model_options, out, overwrite)
+        from landscape.analyses.surface.compute import compute_surface
+
+        result = compute_surface(**run, overwrite=overwrite, progress=not quiet, channels_last=channels_last,
+                                 compile=compile)
+    except distributed.PeerError:
+        if not distributed.world().main:
+            raise click.exceptions.Exit(1) from None  # rank 0 prints the one line
+        raise
+    finally:
+        distributed.finish()
+    if distributed.world().main:
+        click.echo(f"{result.path}: {result.n_computed} point(s) computed, {result.n_points} in all, "
+                   f"{result.seconds:.1f} s ({result.n_forward} samples forwarded)")
+
+
+def _prepare(checkpoint: str, xspec: str, yspec: str | None, direction: str, target: str | None,
+             trajectory: str | None, eigenvectors: str | None, norm: str | None, ignore: str, dir_type: str,
+             dataset: str | None, data_dir: str | None, split: str, n_samples: int | None, batch_size: int | None,
+             seed: int, bn: str, recal_samples: int, precision_target: float | None, min_samples: int,
+             precision: str, dev: Any, model_name: str | None, model_options: tuple[str, ...], out: str | None,
+             overwrite: bool) -> dict[str, Any]:
+    """Everything the command loads and checks before computing: the arguments of ``compute_surface``."""
     from landscape.analyses.hessian.schema import read_hessian
-    from landscape.analyses.surface.compute import SurfaceSettings, check_grid_fits, compute_surface
+    from landscape.analyses.surface.compute import SurfaceSettings, check_grid_fits
     from landscape.analyses.surface.directions import build_directions, load_trajectory
-    from landscape.core import params
+    from landscape.core import distributed, params
     from landscape.core.checkpoint import architecture_difference, load_checkpoint
     from landscape.core.data import load_dataset
-    from landscape.core.device import resolve_device
     from landscape.core.grid import Grid, parse_axis
     from landscape.errors import LandscapeError
 
@@ -100,7 +144,6 @@ def surface(checkpoint: str, xspec: str, yspec: str | None, direction: str, targ
         if value is not None and direction != kind:
             raise LandscapeError(f"{option} applies to --dir {kind} only (this run has --dir {direction})")
     norm = norm or ("none" if direction == "eigen" else "filter")
-    dev = resolve_device(device)
     opts = parse_key_values(model_options)
     model, meta = load_checkpoint(checkpoint, model=model_name, model_options=opts, map_location=dev)
     model.to(dev)
@@ -132,7 +175,7 @@ def surface(checkpoint: str, xspec: str, yspec: str | None, direction: str, targ
         dataset=name, split=split, seed=seed, norm=norm, ignore=ignore, dir_type=dir_type, direction=direction,
         xspec=grid.x.spec, yspec=None if grid.y is None else grid.y.spec, bn=bn,
         recalibration_samples=0 if recal is None else len(recal), batch_size=batch_size,
-        precision_target=precision_target, min_samples=min_samples,
+        precision_target=precision_target, min_samples=min_samples, precision=precision,
         target=None if target is None else os.path.abspath(target),
         target_sha256=None if target_meta is None else target_meta["sha256"],
         trajectory=None if trajectory is None else os.path.abspath(trajectory),
@@ -154,14 +197,12 @@ def surface(checkpoint: str, xspec: str, yspec: str | None, direction: str, targ
         old = old_default_output(checkpoint, two_d=two_d, direction=direction, split=split)
         if os.path.exists(old) and not os.path.exists(out) and not overwrite:
             # A run begun by an older version under the old default name: resume it rather than start again.
-            click.echo(f"resuming {old} (the old default name; new surfaces are named like {out})", err=True)
+            if distributed.world().main:
+                click.echo(f"resuming {old} (the old default name; new surfaces are named like {out})", err=True)
             out = old
     from landscape.core.provenance import provenance
 
     record = provenance(model, checkpoint_meta=meta, dataset=name, data_dir=ddir, split=split,
                         n_samples=len(inputs), subset=n_samples is not None, seed=seed)
-    result = compute_surface(model, inputs, targets, out=out, grid=grid, settings=settings,
-                             directions=make_directions, recal_inputs=recal, overwrite=overwrite,
-                             progress=not quiet, attrs=record.attrs())
-    click.echo(f"{out}: {result.n_computed} point(s) computed, {result.n_points} in all, "
-               f"{result.seconds:.1f} s ({result.n_forward} samples forwarded)")
+    return {"model": model, "inputs": inputs, "targets": targets, "out": out, "grid": grid, "settings": settings,
+            "directions": make_directions, "recal_inputs": recal, "attrs": record.attrs()}

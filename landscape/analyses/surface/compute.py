@@ -8,10 +8,12 @@ in one fixed, seeded order, accumulating in float64 with every batch weighted by
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import time
-from collections.abc import Callable, Generator, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
@@ -19,6 +21,15 @@ import torch
 from torch import nn
 
 from landscape.analyses.surface.directions import DirectionSet
+from landscape.analyses.surface.engine import (
+    Mover,
+    auto_batch_size,
+    check_precision,
+    forward_of,
+    layout_inputs,
+    memory_layout,
+    precision_scope,
+)
 
 if TYPE_CHECKING:
     from landscape.analyses.surface.result import Surface
@@ -67,7 +78,7 @@ class SurfaceSettings:
     yspec: str | None = None
     bn: str = "eval"
     recalibration_samples: int = 0
-    batch_size: int = 128
+    batch_size: int | None = 128  # None: chosen for the device (auto_batch_size), recorded as chosen
     precision_target: float | None = None
     min_samples: int = 4000
     loss: str = "cross_entropy"
@@ -75,6 +86,7 @@ class SurfaceSettings:
     target_sha256: str | None = None
     trajectory: str | None = None
     eigenvectors: str | None = None
+    precision: str = "fp32"
 
 
 @dataclass(frozen=True)
@@ -133,25 +145,44 @@ def evaluate(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, b
 def compute_points(model: nn.Module, indices: Iterable[int], *, grid: Grid, base: Direction,
                    directions: Sequence[Direction], inputs: torch.Tensor, targets: torch.Tensor, batch_size: int,
                    loss_fn: LossFn = cross_entropy, bn: BNMode = "eval", recal_inputs: torch.Tensor | None = None,
-                   precision_target: float | None = None, min_samples: int = 4000
-                   ) -> Generator[PointResult, None, None]:
+                   precision_target: float | None = None, min_samples: int = 4000, precision: str = "fp32",
+                   channels_last: bool = False, compile: bool = False) -> Generator[PointResult, None, None]:
     """Evaluate the grid points ``indices`` (flat, see :class:`Grid`) one by one, in eval mode; the model is restored
-    (weights, buffers, per-module train/eval modes, by :class:`~landscape.core.state.ModelState`) when the iterator
-    ends or is closed."""
+    (weights, buffers, per-module train/eval modes, by :class:`~landscape.core.state.ModelState`, and the memory
+    layout) when the iterator ends or is closed.
+
+    The weights move in place (``torch._foreach_*``, from the base every time); the data stay on the device; the
+    only host synchronisation is the point's result. ``precision``, ``channels_last`` and ``compile`` are the fast
+    paths of :mod:`landscape.analyses.surface.engine`.
+    """
     if bn == "recalibrate" and recal_inputs is None:
         raise LandscapeError("bn='recalibrate' needs recalibration inputs")
-    live = params.live_tensors(model, base.keys())
-    with ModelState(model, mode="eval"):
+    device = inputs.device
+    check_precision(precision, device)
+    xs = layout_inputs(inputs, channels_last=channels_last)
+    recal = None if recal_inputs is None else layout_inputs(recal_inputs, channels_last=channels_last)
+    score = loss_fn if precision != "bf16" else _in_float32(loss_fn)
+    with ModelState(model, mode="eval"), memory_layout(model, channels_last=channels_last):
+        mover = Mover(params.live_tensors(model, base.keys()), base, directions)
+        forward = forward_of(model, compile=compile)
         for index in indices:
             t0 = time.perf_counter()
-            params.set_tensors(live, base, zip(grid.coefficients(index), directions))
-            if bn == "recalibrate" and recal_inputs is not None:  # always given then (checked above)
-                recalibrate_bn(model, recal_inputs, batch_size=batch_size)
-            r = core_evaluate(model, inputs, targets, batch_size=batch_size, loss_fn=loss_fn,
-                              precision_target=precision_target, min_samples=min_samples)
+            mover.move(grid.coefficients(index))
+            with precision_scope(precision, device):
+                if bn == "recalibrate" and recal is not None:  # always given then (checked above)
+                    recalibrate_bn(model, recal, batch_size=batch_size)  # eager: BN in train mode, once
+                r = core_evaluate(forward, xs, targets, batch_size=batch_size, loss_fn=score,
+                                  precision_target=precision_target, min_samples=min_samples)
             if inputs.is_cuda:
-                torch.cuda.synchronize(inputs.device)
+                torch.cuda.synchronize(device)
             yield PointResult(int(index), r.loss, r.acc, r.stderr, r.n, time.perf_counter() - t0)
+
+
+def _in_float32(loss_fn: LossFn) -> LossFn:
+    """The loss on float32 outputs: bf16 logits are scored in float32 (then stored in float64)."""
+    def loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return loss_fn(outputs.float(), targets)
+    return loss
 
 
 def ordered_data(inputs: torch.Tensor, targets: torch.Tensor, *, seed: int, device: torch.device | str
@@ -188,8 +219,10 @@ def compute_surface(model: nn.Module, inputs: torch.Tensor, targets: torch.Tenso
                     loss_fn: LossFn = cross_entropy, recal_inputs: torch.Tensor | None = None,
                     device: torch.device | str | None = None, overwrite: bool = False, progress: bool = True,
                     callback: Callable[[PointResult], None] | None = None,
-                    attrs: dict[str, Any] | None = None) -> SurfaceResult:
-    """Compute (or resume) the surface stored in ``out``, on the model's device.
+                    attrs: dict[str, Any] | None = None, channels_last: bool = False, compile: bool = False,
+                    chunk: int = 1) -> SurfaceResult:
+    """Compute (or resume) the surface stored in ``out``, on the model's device; under torchrun, shared by every
+    process (:mod:`landscape.core.distributed`).
 
     The output lock on ``out`` is held for the whole run (a second run is refused, naming this one). A grid that
     cannot be held is refused before any work; after the first point, a warning gives the time the rest will take
@@ -198,72 +231,160 @@ def compute_surface(model: nn.Module, inputs: torch.Tensor, targets: torch.Tenso
 
     ``directions`` is called only when a new file is made; a resumed run uses the directions stored in the file,
     after :func:`landscape.analyses.surface.schema.check_settings` has confirmed the settings agree.
+    ``settings.batch_size=None`` chooses the batch for the device (:func:`engine.auto_batch_size`; a resumed file
+    keeps its own).
+
+    Several processes (torchrun): rank ``r`` of ``W`` evaluates the points ``todo[r::W]`` (interleaved, so near and
+    far points spread evenly); rank 0 alone holds the lock, reads what is done, writes every point and tells the
+    others the plan (points to do, directions, batch). After each ``chunk`` points per rank, the finished points go
+    to rank 0 and are written, so a crash loses only unfinished ones. Every point sees the same data, order, batch
+    and weights on any rank, so on CPU the arrays are bit-identical to a one-process run. An error on one rank
+    ends every rank with that rank's message (:class:`landscape.core.distributed.PeerError`). ``callback`` runs on
+    rank 0 for every point.
     """
     from tqdm.auto import tqdm
 
-    from landscape.analyses.surface import schema as store
+    from landscape.core import distributed
 
     s = settings
     _check_options(bn=s.bn, dir_type=s.dir_type, precision_target=s.precision_target)
     if (grid.y is None) != (s.yspec is None):
         raise LandscapeError("settings.yspec and the grid disagree on 1D versus 2D")
+    if chunk < 1:
+        raise LandscapeError(f"chunk={chunk} must be at least 1")
     check_grid_fits(grid)
     t_start = time.perf_counter()
     here = next(model.parameters()).device  # the data go where the model is
     if device is not None and torch.device(device) != here:
         raise LandscapeError(f"device={str(device)!r} but the model is on {here}; move the model first")
-    device = here
+    check_precision(s.precision, here)
+    w = distributed.init(here)
     # Provenance (``attrs``: weights hash, model options, threads, versions …) first; the settings override it.
-    attrs = {**(attrs or {}), **asdict(s), "n_samples": len(inputs), "device": str(device)}
+    attrs = {**(attrs or {}), **asdict(s), "n_samples": len(inputs), "device": str(here), "processes": w.size,
+             "channels_last": channels_last, "compile": compile}
     base = params.get_tensors(model, dir_type=s.dir_type)  # type: ignore[arg-type]
-    n_forward, n_todo = 0, 0
+    xs, ys = ordered_data(inputs, targets, seed=s.seed, device=here)
+    recal = None if recal_inputs is None else recal_inputs.to(here)
+    n_forward = 0
+    writer: Any = None  # rank 0's store.Writer
+    with contextlib.ExitStack() as stack:
+        plan: dict[str, Any] | None = None
+        with distributed.agree():  # an error here (lock held, settings differ, …) ends every rank with one line
+            batch = s.batch_size
+            if batch is None:  # the largest batch every rank can hold (the same on all: results depend on it)
+                batch = min(distributed.all_gather(auto_batch_size(model, xs, precision=s.precision,
+                                                                   channels_last=channels_last)))
+            if w.main:
+                plan, writer = _open_output(out, stack, attrs=attrs, settings=s, grid=grid, batch=batch,
+                                            auto=s.batch_size is None, overwrite=overwrite, base=base,
+                                            directions=directions)
+        plan = distributed.broadcast(plan)
+        assert plan is not None, "rank 0 made the plan"
+        todo: list[int] = plan["todo"]
+        dirs = [params.from_numpy(plan["directions"][a], like=base) for a in ("x", "y") if a in plan["directions"]]
+        bar = stack.enter_context(tqdm(total=grid.size, initial=grid.size - len(todo), desc="surface", unit="pt",
+                                       disable=not (progress and w.main) or None, dynamic_ncols=True))
+        points = compute_points(model, todo[w.rank::w.size], grid=grid, base=base, directions=dirs, inputs=xs,
+                                targets=ys, batch_size=plan["batch_size"], loss_fn=loss_fn,
+                                bn=s.bn,  # type: ignore[arg-type]
+                                recal_inputs=recal, precision_target=s.precision_target,
+                                min_samples=s.min_samples, precision=s.precision, channels_last=channels_last,
+                                compile=compile)
+        stack.callback(points.close)
+        n_recal = 0 if recal is None else len(recal)
+
+        def record(r: PointResult) -> None:  # rank 0: store one finished point
+            nonlocal n_forward
+            writer.write(grid.unravel(r.index), loss=r.loss, acc=r.acc, stderr=r.stderr, n=r.n, seconds=r.seconds)
+            if n_forward == 0:  # the time estimate: the first point, measured, times the points left per process
+                warn_if_long(r.seconds * len(todo) / w.size, what=f"the surface {out} ({len(todo)} points)")
+            n_forward += r.n + n_recal
+            bar.update(1)
+            if callback is not None:
+                callback(r)
+
+        if w.size == 1:
+            for r in points:
+                record(r)
+        else:
+            share = -(-len(todo) // w.size)
+            for _ in range(-(-share // chunk)):  # the same number of rounds on every rank
+                _exchange(points, chunk=chunk, record=record, rank=w.rank)
+            with distributed.agree():  # rank 0 finishes the file (fsync, `complete`); a failure reaches all
+                stack.close()
+            n_forward = distributed.broadcast(n_forward)
+    return SurfaceResult(os.fspath(out), grid.shape, grid.size, len(todo), n_forward,
+                         time.perf_counter() - t_start, s.seed)
+
+
+def _open_output(out: str | os.PathLike[str], stack: contextlib.ExitStack, *, attrs: dict[str, Any],
+                 settings: SurfaceSettings, grid: Grid, batch: int, auto: bool, overwrite: bool, base: Direction,
+                 directions: Callable[[], DirectionSet]) -> tuple[dict[str, Any], Any]:
+    """Rank 0: take the lock, create or check-and-resume ``out``, open its writer; returns the plan (points to do,
+    directions as arrays, batch size) and the writer."""
+    from landscape.analyses.surface import schema as store
+
     # One writer per output: the lock is taken before the existence check and held to the end, so a second run
     # (with or without overwrite) is refused with one line instead of replacing or filling this run's file.
-    with output_lock(out):
-        resume = os.path.exists(out) and not overwrite
-        if resume:
-            store.check_settings(out, attrs)
-            stored = store.read(out)  # validated: a damaged file is one line
-            if stored.loss.shape != grid.shape or not np.array_equal(stored.x, grid.x.coords) or (
-                    grid.y is not None and (stored.y is None or not np.array_equal(stored.y, grid.y.coords))):
-                raise LandscapeError(f"{out} is damaged: its coordinates do not match xspec/yspec; pass "
-                                     "overwrite=True to start afresh")
-            found = store.read_directions(out)
-            dirs = [params.from_numpy(found[a], like=base) for a in ("x", "y") if a in found]
-        else:
-            ds = directions()
-            dirs = [ds.x] if ds.y is None else [ds.x, ds.y]
-            attrs.update({k: v for k, v in ds.info.items()})
-            store.create(out, attrs=attrs, x=grid.x.coords, y=None if grid.y is None else grid.y.coords,
-                         split=s.split, directions={a: params.to_numpy(d) for a, d in zip("xy", dirs)},
-                         trajectory=ds.path)
-        xs, ys = ordered_data(inputs, targets, seed=s.seed, device=device)
-        recal = None if recal_inputs is None else recal_inputs.to(device)
-        with store.Writer(out, split=s.split) as writer:
-            # Points flagged done whose values a failed write lost were unmarked by the writer: computed again.
-            todo = np.flatnonzero(~writer.done.reshape(-1))
-            n_todo = len(todo)
-            with tqdm(total=grid.size, initial=grid.size - n_todo, desc="surface", unit="pt",
-                      disable=not progress or None, dynamic_ncols=True) as bar:
-                points = compute_points(model, todo, grid=grid, base=base, directions=dirs, inputs=xs,
-                                        targets=ys, batch_size=s.batch_size, loss_fn=loss_fn,
-                                        bn=s.bn,  # type: ignore[arg-type]
-                                        recal_inputs=recal, precision_target=s.precision_target,
-                                        min_samples=s.min_samples)
-                try:
-                    for k, r in enumerate(points):
-                        writer.write(grid.unravel(r.index), loss=r.loss, acc=r.acc, stderr=r.stderr, n=r.n,
-                                     seconds=r.seconds)
-                        if k == 0:  # the time estimate: the first point, measured, times the points left
-                            warn_if_long(r.seconds * n_todo, what=f"the surface {out} ({n_todo} points)")
-                        n_forward += r.n + (0 if recal is None else len(recal))
-                        bar.update(1)
-                        if callback is not None:
-                            callback(r)
-                finally:
-                    points.close()
-    return SurfaceResult(os.fspath(out), grid.shape, grid.size, n_todo, n_forward,
-                         time.perf_counter() - t_start, s.seed)
+    stack.enter_context(output_lock(out))
+    resume = os.path.exists(out) and not overwrite
+    if resume:
+        if auto:  # a resumed file keeps the batch it was made with (its points depend on it)
+            stored_batch = store.read(out).attrs.get("batch_size")
+            batch = stored_batch if isinstance(stored_batch, int) else batch
+        attrs["batch_size"] = batch
+        store.check_settings(out, attrs)
+        stored = store.read(out)  # validated: a damaged file is one line
+        if stored.loss.shape != grid.shape or not np.array_equal(stored.x, grid.x.coords) or (
+                grid.y is not None and (stored.y is None or not np.array_equal(stored.y, grid.y.coords))):
+            raise LandscapeError(f"{out} is damaged: its coordinates do not match xspec/yspec; pass "
+                                 "overwrite=True to start afresh")
+        found = store.read_directions(out)
+        missing = [k for a in found for k in base if k not in found[a]]
+        if missing:
+            raise LandscapeError(f"{out} is damaged: its directions lack '{missing[0]}'; pass overwrite=True")
+        arrays: dict[str, dict[str, np.ndarray]] = {a: {k: found[a][k] for k in base} for a in found}
+    else:
+        attrs["batch_size"] = batch
+        ds = directions()
+        arrays = {a: params.to_numpy(d) for a, d in zip(("x", "y"), [ds.x] if ds.y is None else [ds.x, ds.y])}
+        attrs.update({k: v for k, v in ds.info.items()})
+        store.create(out, attrs=attrs, x=grid.x.coords, y=None if grid.y is None else grid.y.coords,
+                     split=settings.split, directions=arrays, trajectory=ds.path)
+    writer = stack.enter_context(store.Writer(out, split=settings.split))
+    # Points flagged done whose values a failed write lost were unmarked by the writer: computed again.
+    todo = [int(i) for i in np.flatnonzero(~writer.done.reshape(-1))]
+    return {"todo": todo, "directions": arrays, "batch_size": batch}, writer
+
+
+def _exchange(points: Iterator[PointResult], *, chunk: int, record: Callable[[PointResult], None], rank: int
+              ) -> None:
+    """One round: every rank evaluates up to ``chunk`` of its points and sends them to rank 0, which writes them;
+    then rank 0 tells every rank whether all went well. Any failure ends every rank (:class:`PeerError`)."""
+    from landscape.core import distributed
+
+    done: list[PointResult] = []
+    error: str | None = None
+    own: Exception | None = None
+    try:
+        done = list(itertools.islice(points, chunk))
+    except Exception as exc:  # told to every rank below; Ctrl-C and exits go straight out (torchrun ends the rest)
+        error, own = distributed.describe(exc, rank=rank), exc
+    reports = distributed.gather((done, error))
+    status = None
+    if reports is not None:  # rank 0
+        status = next((e for _, e in reports if e is not None), None)
+        try:
+            for results, _ in reports if status is None else ():
+                for r in results:
+                    record(r)
+        except Exception as exc:
+            status, own = distributed.describe(exc, rank=0), exc
+    status = distributed.broadcast(status)
+    if status is not None:
+        if own is not None and not isinstance(own, LandscapeError):
+            raise own  # this rank's own bug: its traceback stays visible here
+        raise distributed.PeerError(status)
 
 
 def flatness(x: np.ndarray, y: np.ndarray | None, loss: np.ndarray, *, fractions: Sequence[float] = (0.1, 0.25, 0.5, 1.0)
@@ -330,13 +451,17 @@ def compute(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, xs
             direction: str = "random", norm: str | None = None, ignore: str = "biasbn", dir_type: str = "weights",
             target: nn.Module | None = None, trajectory: Iterable[nn.Module] | None = None,
             eigenvectors: str | None = None, seed: int = 0, dataset: str | None = None, split: str = "train",
-            batch_size: int = 128, bn: str = "eval", recal_inputs: torch.Tensor | None = None,
+            batch_size: int | None = 128, bn: str = "eval", recal_inputs: torch.Tensor | None = None,
             precision_target: float | None = None, min_samples: int = 4000, loss_fn: LossFn | None = None,
             out: str | os.PathLike[str] | None = None, overwrite: bool = False,
-            device: torch.device | str | None = None, progress: bool = False) -> Surface:
+            device: torch.device | str | None = None, progress: bool = False, precision: str = "fp32",
+            channels_last: bool = False, compile: bool = False) -> Surface:
     """A surface of an in-memory ``model`` (see :func:`landscape.surface`): computed in memory, or into ``out``
-    point by point and resumably. The model is identified by the hash of its tensors, so a file made from other
-    weights or settings is refused, never returned stale."""
+    point by point and resumably (under torchrun, shared by the processes). The model is identified by the hash of
+    its tensors, so a file made from other weights or settings is refused, never returned stale.
+
+    ``precision`` (``fp32``, ``tf32``, ``bf16``), ``channels_last`` and ``compile`` choose the fast paths of
+    :mod:`landscape.analyses.surface.engine`; ``batch_size=None`` picks one for the device."""
     from landscape.analyses.surface import schema
     from landscape.analyses.surface.directions import build_directions
     from landscape.analyses.surface.result import Surface
@@ -365,7 +490,7 @@ def compute(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, xs
         split=split, seed=seed, norm=norm, ignore=ignore, dir_type=dir_type, direction=direction, xspec=grid.x.spec,
         yspec=None if grid.y is None else grid.y.spec, bn=bn,
         recalibration_samples=0 if recal_inputs is None else len(recal_inputs), batch_size=batch_size,
-        precision_target=precision_target, min_samples=min_samples, loss=_loss_name(loss_fn),
+        precision_target=precision_target, min_samples=min_samples, loss=_loss_name(loss_fn), precision=precision,
         target_sha256=None if target is None else weights_sha256(target),
         trajectory=None if trajectory is None else f"{len(trajectory)} models, first "
                                                       f"{weights_sha256(trajectory[0])[:16]}",
@@ -383,7 +508,7 @@ def compute(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, xs
     if out is not None:
         compute_surface(model, inputs, targets, out=out, grid=grid, settings=s, directions=make_directions,
                         loss_fn=loss, recal_inputs=recal_inputs, overwrite=overwrite, progress=progress,
-                        attrs=prov.attrs())
+                        attrs=prov.attrs(), channels_last=channels_last, compile=compile)
         return Surface.from_file(out)
     _check_options(bn=bn, dir_type=dir_type, precision_target=precision_target)
     ds = make_directions()
@@ -391,11 +516,15 @@ def compute(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, xs
     base = params.get_tensors(model, dir_type=dir_type)  # type: ignore[arg-type]
     xs, ys = ordered_data(inputs, targets, seed=seed, device=here)
     recal = None if recal_inputs is None else recal_inputs.to(here)
+    if batch_size is None:
+        batch_size = auto_batch_size(model, xs, precision=precision, channels_last=channels_last)
+        s = replace(s, batch_size=batch_size)
     arrays = {k: np.full(grid.shape, np.nan) for k in ("loss", "acc", "stderr", "seconds")}
     n_eval = np.full(grid.shape, -1, dtype=np.int64)
     points = compute_points(model, range(grid.size), grid=grid, base=base, directions=dirs, inputs=xs,
                             targets=ys, batch_size=batch_size, loss_fn=loss, bn=bn,  # type: ignore[arg-type]
-                            recal_inputs=recal, precision_target=precision_target, min_samples=min_samples)
+                            recal_inputs=recal, precision_target=precision_target, min_samples=min_samples,
+                            precision=precision, channels_last=channels_last, compile=compile)
     from tqdm.auto import tqdm
 
     with tqdm(total=grid.size, desc="surface", unit="pt", disable=not progress or None) as bar:
@@ -405,7 +534,8 @@ def compute(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, xs
                 arrays[key][at] = val
             n_eval[at] = r.n
             bar.update(1)
-    attrs = {**prov.attrs(), **asdict(s), "n_samples": len(inputs), "device": str(here), **ds.info,
+    attrs = {**prov.attrs(), **asdict(s), "n_samples": len(inputs), "device": str(here), "processes": 1,
+             "channels_last": channels_last, "compile": compile, **ds.info,
              "schema": schema.SCHEMA, "complete": True, "compute_seconds": float(np.nansum(arrays["seconds"]))}
     return Surface(path="", attrs=attrs, x=grid.x.coords, y=None if grid.y is None else grid.y.coords,
                    loss=arrays["loss"], acc=arrays["acc"], stderr=arrays["stderr"], n_evaluated=n_eval,

@@ -44,7 +44,9 @@ SCHEMA = "landscape.surface/1"
 # Root attributes that must agree for a file to be resumed.
 IDENTITY_KEYS = ("checkpoint_sha256", "model", "dataset", "split", "n_samples", "seed", "norm", "ignore", "dir_type",
                  "direction", "target_sha256", "trajectory", "eigenvectors", "bn", "recalibration_samples",
-                 "batch_size", "xspec", "yspec", "precision_target", "min_samples", "loss")
+                 "batch_size", "xspec", "yspec", "precision_target", "min_samples", "loss", "precision")
+# What an identity attribute means when a file lacks it (files written before the attribute existed).
+IDENTITY_DEFAULTS = {"precision": "fp32"}
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ def check_settings(path: str | os.PathLike[str], attrs: Mapping[str, Any]) -> No
         if key not in attrs:
             continue
         want = _norm_attr(attrs[key])
-        have = _norm_attr(found.get(key, "<absent>"))
+        have = _norm_attr(found.get(key, IDENTITY_DEFAULTS.get(key, "<absent>")))
         if want != have:
             raise LandscapeError(f"{path} was made with {key}={have}, this run asks for {key}={want}; "
                                  "pass overwrite=True to start afresh or choose another out=")
