@@ -98,7 +98,8 @@ def test_axis_labels_name_the_directions(tmp_path):
     pca = _surface(tmp_path / "p.h5", _x_only(), attrs={"direction": "pca", "pca_explained_variance_ratio": [0.8,
                                                                                                              0.15]})
     ax = splot.draw(pca, options=PlotOptions(kind="heatmap"))
-    assert ax.get_xlabel() == "α (PC1, 80% of variance)" and ax.get_ylabel() == "β (PC2, 15% of variance)"
+    assert ax.get_xlabel() == "α (PC1, 80.0 % of the path's variance)"
+    assert ax.get_ylabel() == "β (PC2, 15.0 % of the path's variance)"
     line = splot.draw(_surface(tmp_path / "e.h5", X**2, attrs={"direction": "eigen"}), options=PlotOptions())
     assert line.get_xlabel() == "α (Hessian eigenvector 1)" and line.get_ylabel() == "train loss"
 
