@@ -1,4 +1,8 @@
-"""Figures of Hessian results: spectral density with the top eigenvalues, and comparisons across models."""
+"""Figures of Hessian results: spectral density with the top eigenvalues, and comparisons across models.
+
+The density is drawn above 1e-6 of its peak only: the Gaussian smoothing leaves a numerical floor (~1e-10 of the
+peak) far from every eigenvalue, which drawn would read as a flat spectrum. Comparisons draw points with error bars.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from landscape.analyses.hessian.schema import read_hessian
-from landscape.core.figure import PlotOptions, save_figure
+from landscape.core.figure import ACCENT, PlotOptions, colour, note, save_figure, styled, tidy_ticks
+
+FLOOR = 1e-6  # densities are drawn above this fraction of their peak (below it: the smoothing's numerical floor)
+EIGEN_LABEL = "top eigenvalues (Lanczos)"
 
 
 def _label(result: dict, path: str | os.PathLike[str]) -> str:
@@ -18,32 +25,48 @@ def _label(result: dict, path: str | os.PathLike[str]) -> str:
     return model if model and model != "null" else os.path.basename(os.fspath(path))
 
 
-def _draw_density(ax: plt.Axes, result: dict, label: str | None, options: PlotOptions, color: Any) -> None:
+def _shown(values: np.ndarray) -> np.ndarray:
+    """The density above FLOOR of its peak; NaN (a gap) below."""
+    values = np.asarray(values, dtype=float)
+    return np.where(values > values.max() * FLOOR, values, np.nan)
+
+
+def _draw_density(ax: plt.Axes, result: dict, label: str | None, options: PlotOptions, color: Any) -> float:
+    """One result's density and its top eigenvalues (dashed); returns the density's peak (0 when none)."""
     d = result.get("density")
+    peak = 0.0
     if d is not None:
-        floor = max(float(d["values"].max()) * 1e-12, 1e-300)
-        line = ax.semilogy(d["grid"], np.maximum(d["values"], floor), label=label, color=color)[0]
-        color = line.get_color()
+        peak = float(np.max(d["values"]))
+        ax.semilogy(d["grid"], _shown(d["values"]), label=label or "spectral density (SLQ)", color=color)
     if "eigenvalues" in result:
         for i, ev in enumerate(result["eigenvalues"]):
-            ax.axvline(ev, color=color or "C3", ls="--", lw=0.8,
-                       label=("top eigenvalues" if label is None else None) if i == 0 else None)
-    ax.set_xlabel("eigenvalue")
-    ax.set_ylabel("density (log)" if d is not None else "")
+            ax.axvline(ev, color=color if label is not None else ACCENT, ls="--", lw=0.8,
+                       label=EIGEN_LABEL if label is None and i == 0 else None)
+    ax.set_xlabel("eigenvalue λ")
+    ax.set_ylabel("spectral density (log scale)" if d is not None else "")
     if options.vmin is not None or options.vmax is not None:
         ax.set_xlim(options.vmin, options.vmax)
+    return peak
+
+
+def _density_limits(ax: plt.Axes, peak: float) -> None:
+    """The y range of the drawn densities (FLOOR·peak … 3·peak), said in the figure."""
+    if peak > 0:
+        ax.set_ylim(peak * FLOOR, peak * 3)
+        note(ax, f"drawn above {FLOOR:g} of the peak\n(below: the smoothing's floor)", where="upper left")
 
 
 def _draw_spectrum(ax: plt.Axes, r: dict, path: str | os.PathLike[str], options: PlotOptions) -> None:
-    _draw_density(ax, r, None, options, None)
+    _density_limits(ax, _draw_density(ax, r, None, options, colour(0)))
     title = options.title or f"Hessian spectrum: {_label(r, path)}"
     if "trace" in r:
         title += f" (trace {r['trace']:.4g} ± {r['trace_stderr']:.2g})"
     ax.set_title(title, fontsize=9)
     if "eigenvalues" in r or "density" in r:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper right")
 
 
+@styled
 def draw(path: str | os.PathLike[str] | dict, *, ax: plt.Axes | None = None, options: PlotOptions | None = None
          ) -> plt.Axes:
     """Draw the spectral density (log scale) with the top eigenvalues marked onto ``ax`` (a new figure when
@@ -52,11 +75,12 @@ def draw(path: str | os.PathLike[str] | dict, *, ax: plt.Axes | None = None, opt
     r = path if isinstance(path, dict) else read_hessian(path)
     path = "" if isinstance(path, dict) else path
     if ax is None:
-        _, ax = plt.subplots(figsize=(6, 4))
+        _, ax = plt.subplots(figsize=(6, 4), layout="constrained")
     _draw_spectrum(ax, r, path, options)
     return ax
 
 
+@styled
 def plot(path: str | os.PathLike[str], *, out: str | os.PathLike[str], options: PlotOptions | None = None) -> None:
     """Spectral density (log scale) with the top eigenvalues marked; bars per layer, and the block densities with
     the heatmap of their Jensen-Shannon distances, when stored."""
@@ -66,21 +90,22 @@ def plot(path: str | os.PathLike[str], *, out: str | os.PathLike[str], options: 
     # Block densities overlaid, and their JS distance matrix; the whole-H panel only when it has something to show.
     spectrum = "per_block" not in r or any(key in r for key in ("density", "eigenvalues", "per_layer"))
     panels += (2 if "per_block" in r else 0) - (0 if spectrum else 1)
-    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4), squeeze=False)
+    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4), squeeze=False, layout="constrained")
     if spectrum:
         _draw_spectrum(axes[0, 0], r, path, options)
     if "per_layer" in r:
         names = list(r["per_layer"])
         top = [float(np.atleast_1d(r["per_layer"][n]["eigenvalues"])[0]) for n in names]
         ax = axes[0, 1]
-        ax.barh(range(len(names)), top)
-        ax.set_yticks(range(len(names)), names, fontsize=6)
-        ax.set_xlabel("top eigenvalue of the layer's block")
+        ax.barh(range(len(names)), top, color=colour(0))
+        ax.set_yticks(range(len(names)), names, fontsize=6 if len(names) <= 30 else 4)
+        ax.set_xlabel("top eigenvalue λmax of the layer's block")
+        ax.grid(axis="y", visible=False)
         if options.log:
             ax.set_xscale("symlog")
+        tidy_ticks(ax)
     if "per_block" in r:
         _draw_blocks(axes[0, -2], axes[0, -1], r["per_block"], options)
-    fig.tight_layout()
     save_figure(fig, out, dpi=options.dpi)
 
 
@@ -88,18 +113,21 @@ def _draw_blocks(ax_density: plt.Axes, ax_js: plt.Axes, pb: dict, options: PlotO
     """Block densities (log scale) on their common grid, and the heatmap of their pairwise JS distances."""
     names = list(pb["blocks"])
     grid = pb["grid"]
+    peak = 0.0
     for i, name in enumerate(names):
         values = pb["blocks"][name]["values"]
-        floor = max(float(values.max()) * 1e-12, 1e-300)
-        ax_density.semilogy(grid, np.maximum(values, floor), lw=0.8, color=f"C{i % 10}",
+        peak = max(peak, float(np.max(values)))
+        ax_density.semilogy(grid, _shown(values), lw=0.8, color=colour(i),
                             label=name if i < 12 else None)  # a legend of more than 12 blocks is unreadable
-    ax_density.set_xlabel("eigenvalue")
-    ax_density.set_ylabel("density (log)")
+    _density_limits(ax_density, peak)
+    ax_density.set_xlabel("eigenvalue λ")
+    ax_density.set_ylabel("spectral density (log scale)")
     ax_density.set_title(f"block spectral densities ({len(names)} blocks, σ {pb['sigma']:.3g})", fontsize=9)
     if options.vmin is not None or options.vmax is not None:
         ax_density.set_xlim(options.vmin, options.vmax)
-    ax_density.legend(fontsize=6)
+    ax_density.legend(fontsize=6, loc="upper right")
     image = ax_js.imshow(pb["js_distance"], vmin=0.0, vmax=1.0, cmap="viridis")
+    ax_js.grid(False)
     ticks = range(len(names))
     size = 6 if len(names) <= 20 else 4
     ax_js.set_xticks(ticks, names, rotation=90, fontsize=size)
@@ -107,36 +135,58 @@ def _draw_blocks(ax_density: plt.Axes, ax_js: plt.Axes, pb: dict, options: PlotO
     mean = pb["js_mean"]
     ax_js.set_title("Jensen-Shannon distance between block densities"
                     + (f" (mean {mean:.3f})" if np.isfinite(mean) else ""), fontsize=9)
-    ax_js.figure.colorbar(image, ax=ax_js, fraction=0.046, pad=0.04)
+    ax_js.figure.colorbar(image, ax=ax_js, fraction=0.046, pad=0.04, label="JS distance (base 2, 0..1)")
 
 
+def _points(ax: plt.Axes, labels: Sequence[str], values: Sequence[float], errors: Sequence[float], *,
+            ylabel: str, options: PlotOptions) -> None:
+    """One point per file with its error bar, in the file's colour; a missing value is said, not drawn."""
+    for i, (value, err) in enumerate(zip(values, errors)):
+        if np.isfinite(value):
+            ax.errorbar([i], [value], yerr=[err] if np.isfinite(err) and err > 0 else None, fmt="o",
+                        color=colour(i), capsize=4, ms=6)
+        else:
+            ax.annotate("not stored", (i, 0.5), xycoords=("data", "axes fraction"), ha="center", fontsize=7,
+                        color="0.4")
+    ax.set_xticks(range(len(labels)), labels, rotation=30 if len(labels) > 2 else 0, ha="right" if len(labels) > 2
+                  else "center")
+    ax.set_xlim(-0.5, len(labels) - 0.5)
+    ax.grid(axis="x", visible=False)
+    ax.set_ylabel(ylabel)
+    if options.log and all(v > 0 for v in values if np.isfinite(v)):
+        ax.set_yscale("log")
+    tidy_ticks(ax)
+
+
+@styled
 def compare(paths: Sequence[str | os.PathLike[str]], *, labels: Sequence[str] | None = None,
             out: str | os.PathLike[str], options: PlotOptions | None = None) -> None:
-    """Densities overlaid, plus bars of the top eigenvalue and the trace (with its standard error)."""
+    """Densities overlaid, and points with error bars of the top eigenvalue (residual) and the trace (95 %)."""
+    from matplotlib.lines import Line2D
+
     options = options or PlotOptions()
     results = [read_hessian(p) for p in paths]
     labels = list(labels) if labels else [_label(r, p) for r, p in zip(results, paths)]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for i, (r, lab) in enumerate(zip(results, labels)):
-        _draw_density(axes[0], r, lab, options, f"C{i}")
-    if axes[0].get_legend_handles_labels()[0]:
-        axes[0].legend(fontsize=8)
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4), layout="constrained", gridspec_kw={"width_ratios": [2, 1, 1]})
+    peak = max(_draw_density(axes[0], r, lab, options, colour(i)) for i, (r, lab) in enumerate(zip(results, labels)))
+    handles = [Line2D([], [], color=colour(i), label=lab) for i, (r, lab) in enumerate(zip(results, labels))
+               if "density" in r or "eigenvalues" in r]
+    if any("eigenvalues" in r for r in results):
+        handles.append(Line2D([], [], color="0.3", ls="--", lw=0.8, label=EIGEN_LABEL))
+    if any("density" in r for r in results):
+        _density_limits(axes[0], peak)
     else:  # no file holds a density (computed without --density)
         axes[0].text(0.5, 0.5, "no density stored\n(run landscape hessian --density)", ha="center", va="center",
                      transform=axes[0].transAxes)
+    if handles:
+        axes[0].legend(handles=handles, fontsize=8, loc="upper right")
     axes[0].set_title(options.title or "Hessian spectral density", fontsize=9)
-    x = np.arange(len(results))
     top = [float(r["eigenvalues"][0]) if "eigenvalues" in r else np.nan for r in results]
-    res = [float(r["residuals"][0]) if "residuals" in r else 0.0 for r in results]
-    axes[1].bar(x, top, yerr=np.nan_to_num(res), color=[f"C{i}" for i in x], capsize=4)
-    axes[1].set_title("top eigenvalue (error bar: residual ‖Hv − λv‖)", fontsize=9)
-    tr = [r.get("trace", np.nan) for r in results]
-    se = [r.get("trace_stderr", 0.0) for r in results]
-    axes[2].bar(x, tr, yerr=np.nan_to_num(se), color=[f"C{i}" for i in x], capsize=4)
-    axes[2].set_title("trace (error bar: standard error)", fontsize=9)
-    for ax in axes[1:]:
-        ax.set_xticks(x, labels, rotation=20, fontsize=8)
-        if options.log:
-            ax.set_yscale("log")
-    fig.tight_layout()
+    res = [float(r["residuals"][0]) if "residuals" in r else np.nan for r in results]
+    _points(axes[1], labels, top, res, ylabel="top eigenvalue λmax", options=options)
+    axes[1].set_title("top eigenvalue\n(error bar: residual ‖Hv − λv‖)", fontsize=9)
+    tr = [float(r.get("trace", np.nan)) for r in results]
+    se = [1.96 * float(r.get("trace_stderr", np.nan)) for r in results]
+    _points(axes[2], labels, tr, se, ylabel="trace of H", options=options)
+    axes[2].set_title("trace\n(error bar: ±1.96 standard errors, 95 %)", fontsize=9)
     save_figure(fig, out, dpi=options.dpi)
