@@ -1,4 +1,8 @@
-"""Figures of input-space results: median curve and inter-quartile band per model (and per pair type)."""
+"""Figures of input-space results: median curve and inter-quartile band per model (and per pair type).
+
+The loss panel is drawn on a log scale when its curves span more than ``LOG_SPAN`` (same-class paths between real
+samples sit near 0 and vanish on a linear one); the axis label says so.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from landscape.core.figure import PlotOptions, save_figure
+from landscape.core.figure import (
+    LOG_SPAN,
+    PlotOptions,
+    colour,
+    log_span,
+    note,
+    save_figure,
+    styled,
+    tidy_ticks,
+)
 
 if TYPE_CHECKING:
     from landscape.analyses.inputspace.result import InputSpace
@@ -37,10 +50,12 @@ def _series(attrs: dict, arrays: dict) -> list[tuple[str, list[tuple[str, np.nda
     return [("loss", [("", arrays["loss"])]), ("accuracy", [("", arrays["acc"])])]
 
 
-def _band(ax, x: np.ndarray, curves: np.ndarray, label: str, color: str, linestyle: str = "-") -> None:
+def _band(ax, x: np.ndarray, curves: np.ndarray, label: str, color: str, linestyle: str = "-") -> np.ndarray:
+    """The median curve and its inter-quartile band; returns what was drawn (3, len(x))."""
     q25, med, q75 = np.nanpercentile(curves, [25, 50, 75], axis=0)
     ax.plot(x, med, color=color, linestyle=linestyle, label=label)
     ax.fill_between(x, q25, q75, color=color, alpha=0.2, linewidth=0)
+    return np.array([q25, med, q75])
 
 
 def _label(attrs: dict, path: str) -> str:
@@ -49,25 +64,37 @@ def _label(attrs: dict, path: str) -> str:
 
 
 def _panel(ax: Any, loaded: Sequence[tuple[dict, dict]], names: Sequence[str], index: int,
-           options: PlotOptions) -> None:
+           options: PlotOptions, *, legend: bool = True) -> None:
     """Panel ``index`` (0: loss; 1: probability, or accuracy for noise) of every result, one colour per result."""
-    import matplotlib.pyplot as plt
-
     xkey, xlabel = _X[loaded[0][0]["mode"]]
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     ylabel = ""
+    drawn = []
     for k, ((attrs, arrays), name) in enumerate(zip(loaded, names)):
         ylabel, groups = _series(attrs, arrays)[index]
         for g, (glabel, curves) in enumerate(groups):
-            _band(ax, arrays[xkey], curves, f"{name}{glabel}", colors[k % len(colors)], ("-", "--")[g % 2])
+            drawn.append(_band(ax, arrays[xkey], curves, f"{name}{glabel}", colour(k), ("-", "--")[g % 2]).ravel())
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
     if index == 0:
+        values = np.concatenate(drawn) if drawn else np.zeros(0)
+        span = log_span(values)
         if options.log:
             ax.set_yscale("log")
+            ylabel += ", log scale"
+        elif options.vmin is None and options.vmax is None and span > LOG_SPAN:
+            ax.set_yscale("log")
+            ylabel += ", log scale (automatic)"
+            note(ax, f"log scale: the curves span {span:.2g}×", where="lower right")
         ax.set_ylim(options.vmin, options.vmax)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+        finite = values[np.isfinite(values)]
+        clipped = [f"{n}={v:g}" for n, v, out in (
+            ("vmin", options.vmin, options.vmin is not None and finite.size and finite.min() < options.vmin),
+            ("vmax", options.vmax, options.vmax is not None and finite.size and finite.max() > options.vmax)) if out]
+        if clipped:
+            note(ax, f"clipped at {', '.join(clipped)}")
+    ax.set_ylabel(ylabel)
+    tidy_ticks(ax)
+    if legend:
+        ax.legend(fontsize=8)
 
 
 def _title(loaded: Sequence[tuple[dict, dict]], options: PlotOptions) -> str:
@@ -89,19 +116,23 @@ def _load(paths: Sequence[str]) -> list[tuple[dict, dict]]:
     return loaded
 
 
+@styled
 def _draw(paths: Sequence[str], labels: Sequence[str] | None, out: str, options: PlotOptions) -> None:
     import matplotlib.pyplot as plt
 
     loaded = _load(paths)
     names = [labels[k] if labels else _label(attrs, path) for k, ((attrs, _), path) in enumerate(zip(loaded, paths))]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
     for index, ax in enumerate(axes):
-        _panel(ax, loaded, names, index, options)
+        _panel(ax, loaded, names, index, options, legend=False)
+    # One legend for both panels, below them: inside, it would cover the curves.
+    handles, entries = axes[0].get_legend_handles_labels()
+    fig.legend(handles, entries, loc="outside lower center", ncols=min(4, len(entries)), fontsize=8)
     fig.suptitle(_title(loaded, options))
-    fig.tight_layout()
     save_figure(fig, out, dpi=options.dpi)
 
 
+@styled
 def draw(result: InputSpace | str | os.PathLike[str], *, ax: Any = None, options: PlotOptions | None = None) -> Any:
     """One panel of ``landscape plot`` on ``ax`` (a new figure when None): ``options.metric`` ``"loss"`` (the
     default) or ``"prob"`` (true-class probability; accuracy for noise). Returns the Axes."""
@@ -116,7 +147,7 @@ def draw(result: InputSpace | str | os.PathLike[str], *, ax: Any = None, options
     r = result if isinstance(result, InputSpace) else InputSpace.from_file(result)
     attrs, arrays = r.attrs, r.arrays()
     if ax is None:
-        _, ax = plt.subplots(figsize=(6, 4))
+        _, ax = plt.subplots(figsize=(6, 4), layout="constrained")
     _panel(ax, [(attrs, arrays)], [_label(attrs, r.path or "result")], _METRIC[options.metric], options)
     ax.set_title(_title([(attrs, arrays)], options), fontsize=9)
     return ax
