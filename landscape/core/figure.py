@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, SupportsIndex, TypeVar
 
 from landscape.core.fs import atomic_path, output_lock
 from landscape.errors import LandscapeError
@@ -36,9 +37,9 @@ STYLE: dict[str, Any] = {
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def colour(k: int) -> str:
-    """The colour of series ``k`` (the k-th model, file or module of a figure)."""
-    return PALETTE[k % len(PALETTE)]
+def colour(k: SupportsIndex) -> str:
+    """The colour of series ``k`` (the k-th model, file or module of a figure; a numpy integer too)."""
+    return PALETTE[operator.index(k) % len(PALETTE)]
 
 
 @contextmanager

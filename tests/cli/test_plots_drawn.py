@@ -169,3 +169,24 @@ def test_draw_onto_given_axes(tmp_path):
     assert not left.collections and right.collections and len(fig.axes) == 3  # the colour bar joined that figure
     with pytest.raises(LandscapeError, match="needs a 3D axes"):
         splot.draw(path, ax=left, options=PlotOptions(kind="surface3d"))
+
+
+def test_one_palette_and_style_for_every_figure():
+    import re
+    from pathlib import Path
+
+    import landscape
+    from landscape.core.figure import PALETTE, colour, style
+
+    # No figure picks matplotlib's default cycle (C0…C9, tab10) by name: series take the Okabe-Ito PALETTE.
+    root = Path(landscape.__file__).parent / "analyses"
+    for path in sorted(root.glob("*/plot.py")):
+        found = re.findall(r"""["']C\d["']|f["']C\{|tab10|["']tab:""", path.read_text())
+        assert not found, f"{path.relative_to(root)} names default colours {found}; use landscape.core.figure.colour"
+    assert colour(0) == PALETTE[0] and colour(len(PALETTE) + 1) == PALETTE[1] and colour(np.int64(2)) == PALETTE[2]
+    with style():
+        _fig, ax = plt.subplots()
+        first, second = ax.plot([0, 1]), ax.plot([1, 0])
+        assert (first[0].get_color(), second[0].get_color()) == PALETTE[:2]
+        assert not ax.spines["top"].get_visible()
+    assert plt.rcParams["axes.spines.top"]  # the style ends with its block

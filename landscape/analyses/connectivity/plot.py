@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-from landscape.core.figure import PlotOptions, save_figure
+from landscape.core.figure import PlotOptions, colour, save_figure
 
 if TYPE_CHECKING:
     from landscape.analyses.connectivity.result import Connectivity
 
 LABELS = {"linear": "linear", "linear_aligned": "linear, aligned", "curve": "curve"}
-COLORS = {"linear": "C0", "linear_aligned": "C1", "curve": "C2"}
+COLORS = {"linear": colour(0), "linear_aligned": colour(1), "curve": colour(2)}
 STYLES = {"linear": "-", "linear_aligned": "--", "curve": ":"}
 
 
@@ -132,11 +132,11 @@ def compare(paths: Sequence[str | os.PathLike[str]], *, labels: Sequence[str] | 
     for i, (r, lab) in enumerate(zip(results, labels)):
         for name, arrays in r.paths.items():
             split = "train" if f"train_{metric}" in arrays else next(iter(arrays)).split("_")[0]
-            axes[0].plot(r.t, arrays[f"{split}_{metric}"], STYLES.get(name, "-"), color=f"C{i}",
+            axes[0].plot(r.t, arrays[f"{split}_{metric}"], STYLES.get(name, "-"), color=colour(i),
                          label=f"{lab}: {LABELS.get(name, name)}")
             b = r.barriers.get(name, {}).get(split)
             if b is not None:
-                bars.append((f"{lab}\n{LABELS.get(name, name)}", b["height"], b["stderr"], f"C{i}"))
+                bars.append((f"{lab}\n{LABELS.get(name, name)}", b["height"], b["stderr"], colour(i)))
     axes[0].set_xlabel("t")
     axes[0].set_ylabel(f"train {'loss' if metric == 'loss' else 'accuracy'}")
     if options.log and metric == "loss":

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import matplotlib.pyplot as plt
 import numpy as np
 
-from landscape.core.figure import PlotOptions, save_figure
+from landscape.core.figure import PlotOptions, colour, save_figure
 
 if TYPE_CHECKING:
     from landscape.analyses.sharpness.result import Sharpness
@@ -48,9 +48,9 @@ def draw(result: Sharpness, *, ax: plt.Axes | None = None, options: PlotOptions 
         for i, name in enumerate(rises):
             m = r.measures[name]
             x = r.rho if name.startswith("worst") else r.sigma
-            ax.plot(x, m["value"], marker="o", color=f"C{i}", label=name)
+            ax.plot(x, m["value"], marker="o", color=colour(i), label=name)
             if "stderr" in m:
-                ax.fill_between(x, m["value"] - m["stderr"], m["value"] + m["stderr"], color=f"C{i}", alpha=0.2)
+                ax.fill_between(x, m["value"] - m["stderr"], m["value"] + m["stderr"], color=colour(i), alpha=0.2)
         ax.set_xlabel("radius (ρ: worst case, σ: average case)")
         ax.set_ylabel("loss rise L(w + ε) − L(w)")
         if options.log:
@@ -62,7 +62,7 @@ def draw(result: Sharpness, *, ax: plt.Axes | None = None, options: PlotOptions 
         values = [float(r.measures[n]["value"][0]) for n in rises]
         errors = [float(r.measures[n]["stderr"][0]) if "stderr" in r.measures[n] else 0.0 for n in rises]
         y = np.arange(len(rises))
-        ax.barh(y, values, color=[f"C{i}" for i in y])
+        ax.barh(y, values, color=[colour(i) for i in y])
         has = [i for i, n in enumerate(rises) if n.startswith("average")]
         if has:
             ax.errorbar([values[i] for i in has], has, xerr=[errors[i] for i in has], fmt="none", ecolor="k",
@@ -74,7 +74,7 @@ def draw(result: Sharpness, *, ax: plt.Axes | None = None, options: PlotOptions 
     else:  # PAC-Bayes only: the σ found
         values = [float(r.measures[n]["sigma"]) for n in pacs]
         y = np.arange(len(pacs))
-        ax.barh(y, values, color=[f"C{i}" for i in y])
+        ax.barh(y, values, color=[colour(i) for i in y])
         ax.set_yticks(y, pacs, fontsize=8)
         ax.set_xlabel(f"PAC-Bayes σ (mean loss rise ≤ {r.attrs.get('pac_target')})")
     title = options.title or f"sharpness: {r.attrs.get('model') or ''} (L(w) = {r.loss:.4g})"
@@ -90,7 +90,7 @@ def _draw_history(ax: plt.Axes, r: Sharpness) -> None:
         hist = np.asarray(r.measures[name]["history"], dtype=np.float64)  # (R, K, steps + 1)
         best = np.fmax.accumulate(np.nan_to_num(hist, nan=-np.inf), axis=-1).mean(axis=1)
         for j, rho in enumerate(r.rho):
-            ax.plot(np.arange(best.shape[-1]), best[j], color=f"C{i}", alpha=1 - 0.6 * j / max(len(r.rho), 1),
+            ax.plot(np.arange(best.shape[-1]), best[j], color=colour(i), alpha=1 - 0.6 * j / max(len(r.rho), 1),
                     label=f"{name} ρ={rho:g}")
     ax.set_xlabel("ascent step")
     ax.set_ylabel("best loss rise so far")
@@ -105,7 +105,7 @@ def _draw_invariance(ax: plt.Axes, r: Sharpness) -> None:
     x = np.arange(len(inv.measures))
     width = 0.8 / max(len(inv.transforms), 1)
     for t, name in enumerate(inv.transforms):
-        ax.bar(x + t * width, change[t], width, label=name, color=f"C{t}")
+        ax.bar(x + t * width, change[t], width, label=name, color=colour(t))
     ax.axhline(0.01, color="k", ls="--", lw=0.8, label="1%")
     ax.set_yscale("log")
     ax.set_xticks(x + width * (len(inv.transforms) - 1) / 2, inv.measures, rotation=30, fontsize=7, ha="right")
@@ -155,7 +155,7 @@ def compare(paths: Sequence[str | os.PathLike[str]], *, labels: Sequence[str] | 
                 else:
                     vals.append(float(m["value"][0]))
                     errs.append(float(m["stderr"][0]) if "stderr" in m else 0.0)
-            ax.bar(x + i * width, vals, width, yerr=np.nan_to_num(errs), label=lab, color=f"C{i}", capsize=3)
+            ax.bar(x + i * width, vals, width, yerr=np.nan_to_num(errs), label=lab, color=colour(i), capsize=3)
         ax.set_xticks(x + width * (len(results) - 1) / 2, names, rotation=20, fontsize=8)
         ax.set_title(options.title or title, fontsize=9)
         if options.log:
