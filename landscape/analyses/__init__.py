@@ -8,6 +8,7 @@ import os
 from landscape.analyses import (
     attention,
     connectivity,
+    curvature,
     hessian,
     inputspace,
     predictiveness,
@@ -25,6 +26,7 @@ ANALYSES: dict[str, Analysis] = {
     "attention": attention.ANALYSIS,
     "connect": connectivity.ANALYSIS,
     "sharpness": sharpness.ANALYSIS,
+    "curvature": curvature.ANALYSIS,
 }
 
 

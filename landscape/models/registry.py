@@ -17,6 +17,7 @@ from torch import nn
 
 from landscape.core.budget import require_memory
 from landscape.errors import LandscapeError
+from landscape.models.mlp import mlp
 from landscape.models.resnet import cifar_resnet, imagenet_resnet
 
 CIFAR_DEPTHS = (8, 20, 32, 44, 56, 110)
@@ -56,6 +57,7 @@ for _family, _defaults in FAMILIES.items():
 for _depth in CIFAR_DEPTHS + IMAGENET_DEPTHS:
     register_model(f"resnet{_depth}_noshort", _builder(_depth, {"merge": "none"}))
     _DEPTHS[f"resnet{_depth}_noshort"] = _depth
+register_model("mlp", mlp)  # tanh by default: the edge-of-stability model (docs/curvature.md)
 
 
 def list_models() -> list[str]:

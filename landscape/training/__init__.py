@@ -1,6 +1,7 @@
 """Training: the loop with its callbacks, checkpoints every epoch, resume, and the trajectory of a run."""
 
 from landscape.training.loop import (
+    OPTIMIZERS,
     SCHEDULES,
     StepContext,
     TrainResult,
@@ -10,5 +11,7 @@ from landscape.training.loop import (
     train,
     trajectory,
 )
+from landscape.training.losses import LOSSES
 
-__all__ = ["SCHEDULES", "StepContext", "TrainResult", "evaluate", "lr_at", "seeded_model", "train", "trajectory"]
+__all__ = ["LOSSES", "OPTIMIZERS", "SCHEDULES", "StepContext", "TrainResult", "evaluate", "lr_at", "seeded_model",
+           "train", "trajectory"]

@@ -1,8 +1,14 @@
-"""SGD training with per-epoch metrics, trajectory checkpoints, exact resume and step callbacks.
+"""Training (SGD, full-batch gradient descent or Adam) with per-epoch metrics, trajectory checkpoints, exact
+resume and step callbacks.
 
 A run folder holds ``metrics.csv``, ``epoch_0000.pt`` (the initial weights), ``epoch_XXXX.pt`` every
-``save_every`` epochs and at the last epoch, ``final.pt``, and ``last.pt`` (optimizer and RNG state for
+``save_every`` epochs and at the last epoch, ``final.pt``, and ``last.pt`` (optimizer, RNG and callback state for
 ``resume``). On CPU a resumed run ends bit-identical to an uninterrupted one.
+
+Callbacks are objects with any of ``on_train_begin(*, model, start_step, resumed)``, ``on_step(ctx)`` (a
+:class:`StepContext`), ``on_epoch_end(*, epoch, metrics)`` and ``on_train_end()``. One with a ``state_key``
+attribute and ``state_dict()``/``load_state_dict(state)`` methods has its state saved in ``last.pt`` at each
+epoch's end and given back before ``on_train_begin`` of a resumed run (e.g. a tracker's warm-start vector).
 """
 
 from __future__ import annotations
@@ -21,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -37,14 +42,22 @@ from landscape.core.evaluate import evaluate as evaluate_batches
 from landscape.core.fs import atomic_path, ensure_writable_dir, output_lock
 from landscape.core.state import ModelState
 from landscape.errors import LandscapeError
+from landscape.training.losses import batch_mean, check_loss, per_sample
 
 SCHEDULES = ("cosine", "step", "constant")
+OPTIMIZERS = ("sgd", "gd", "adam")
+# Settings that runs written before they existed used: resuming such a run compares against these.
+_OLD_DEFAULTS: dict[str, Any] = {"optimizer": "sgd", "loss": "cross_entropy"}
 _METRIC_FIELDS = ["epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"]
 
 
 @dataclass(frozen=True)
 class StepContext:
-    """What a callback sees at each step: after ``backward()`` (``p.grad`` = ∇L(W; B)), before the update."""
+    """What a callback sees at each step: after ``backward()`` (``p.grad`` = ∇L(W; B)), before the update.
+
+    ``loss_fn`` is the batch-mean loss the step differentiates; ``lr`` the step size of this step's update;
+    ``optimizer`` the torch optimizer (its state as before this update; read it, never change it).
+    """
 
     model: nn.Module
     inputs: torch.Tensor
@@ -53,6 +66,8 @@ class StepContext:
     step: int
     epoch: int
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    lr: float = math.nan
+    optimizer: torch.optim.Optimizer | None = None
 
 
 @dataclass(frozen=True)
@@ -79,16 +94,17 @@ def lr_at(step: int, *, total_steps: int, lr: float, schedule: str) -> float:
 
 def evaluate(
     model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], *, batch_size: int = 512,
-    device: torch.device | str = "cpu",
+    device: torch.device | str = "cpu", loss: str = "cross_entropy",
 ) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over ``data`` in eval mode, on ``device`` (where the model must be).
+    """Mean loss (``loss``: cross-entropy or mse) and accuracy over ``data`` in eval mode, on ``device`` (where the
+    model must be).
 
     The one batched evaluator (``landscape.core.evaluate``: float64 sums, batches weighted by size) under the one
     state guard, so every module's own train/eval flag comes back as it was.
     """
     x, y = data
     with ModelState(model, mode="eval", values=False):
-        result = evaluate_batches(model, x.to(device), y.to(device), batch_size=batch_size)
+        result = evaluate_batches(model, x.to(device), y.to(device), batch_size=batch_size, loss_fn=per_sample(loss))
     return result.loss, result.acc
 
 
@@ -165,10 +181,14 @@ def train(
     test_data: tuple[torch.Tensor, torch.Tensor] | None,
     *,
     epochs: int,
-    batch_size: int,
+    batch_size: int | None = None,
     lr: float,
-    momentum: float = 0.9,
-    weight_decay: float = 5e-4,
+    optimizer: str = "sgd",
+    momentum: float | None = None,
+    weight_decay: float | None = None,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    loss: str = "cross_entropy",
     schedule: str = "cosine",
     seed: int = 0,
     device: str | torch.device = "cpu",
@@ -180,9 +200,33 @@ def train(
     meta: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Train ``model`` with SGD on ``train_data``; see the module docstring for the run folder."""
+    """Train ``model`` on ``train_data``; see the module docstring for the run folder.
+
+    ``optimizer``: ``"sgd"`` (minibatches of ``batch_size`` in a seeded order; ``momentum`` default 0.9,
+    ``weight_decay`` 5e-4), ``"gd"`` (full-batch gradient descent: one step per epoch on the whole of
+    ``train_data``, so ``batch_size`` stays unset; ``momentum`` and ``weight_decay`` default 0) or ``"adam"``
+    (``betas``, ``eps``; ``weight_decay`` default 0, L2 as in ``torch.optim.Adam``). ``loss``: ``"cross_entropy"``
+    or ``"mse"`` (``½‖f(x) − onehot(y)‖²``); ``lr`` is the peak of ``schedule``.
+    """
     if schedule not in SCHEDULES:
         raise LandscapeError(f"schedule='{schedule}'; use one of {', '.join(SCHEDULES)}")
+    if optimizer not in OPTIMIZERS:
+        raise LandscapeError(f"optimizer={optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
+    check_loss(loss)
+    if optimizer == "gd":
+        if batch_size is not None and batch_size != len(train_data[1]):
+            raise LandscapeError(f"optimizer='gd' steps on all {len(train_data[1])} training samples at once; leave "
+                                 f"batch_size= unset (it is {batch_size}), and choose the samples with n_train=")
+        if augment:
+            raise LandscapeError("optimizer='gd' takes exact gradients of a fixed training set; augment=True would "
+                                 "change the set every step: turn augment off")
+        batch_size = len(train_data[1])
+    elif batch_size is None:
+        raise LandscapeError(f"optimizer={optimizer!r} needs batch_size=")
+    if optimizer == "adam" and momentum is not None:
+        raise LandscapeError("optimizer='adam' has no momentum= (its first-moment decay is betas[0])")
+    momentum = (0.9 if optimizer == "sgd" else 0.0) if momentum is None else momentum
+    weight_decay = (5e-4 if optimizer == "sgd" else 0.0) if weight_decay is None else weight_decay
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("save_every", save_every)):
         if value < 1:
             raise LandscapeError(f"{name}={value} must be at least 1")
@@ -191,21 +235,53 @@ def train(
     for name, rate in (("momentum", momentum), ("weight_decay", weight_decay)):
         if not (math.isfinite(rate) and rate >= 0):
             raise LandscapeError(f"{name}={rate} must be a finite number ≥ 0")
+    betas = (float(betas[0]), float(betas[1]))
+    if not all(0 <= b < 1 for b in betas):
+        raise LandscapeError(f"betas={betas} must both lie in [0, 1), e.g. (0.9, 0.999)")
+    if not (math.isfinite(eps) and eps > 0):
+        raise LandscapeError(f"eps={eps} must be a finite positive number, e.g. 1e-8")
     device = resolve_device(device)
+    settings = _Settings(optimizer=optimizer, momentum=momentum, weight_decay=weight_decay, betas=betas, eps=eps,
+                         loss=loss)
     # One writer per run folder, from before anything in it is read or created to the end: two runs into one
     # folder would interleave their epochs and probe rows.
     with output_lock(out_dir):
         out = ensure_writable_dir(out_dir)
         _sweep_temp_files(out)
         return _train_locked(
-            model, train_data, test_data, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
-            weight_decay=weight_decay, schedule=schedule, seed=seed, device=device, out=out, save_every=save_every,
+            model, train_data, test_data, epochs=epochs, batch_size=batch_size, lr=lr, settings=settings,
+            schedule=schedule, seed=seed, device=device, out=out, save_every=save_every,
             resume=resume, augment=augment, callbacks=callbacks, meta=meta, progress=progress)
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """The optimizer and loss of a run (validated by :func:`train`)."""
+
+    optimizer: str
+    momentum: float
+    weight_decay: float
+    betas: tuple[float, float]
+    eps: float
+    loss: str
+
+    def config(self) -> dict[str, Any]:
+        """What a resume must match (``train_config`` of every checkpoint)."""
+        out: dict[str, Any] = {"optimizer": self.optimizer, "momentum": self.momentum,
+                               "weight_decay": self.weight_decay, "loss": self.loss}
+        if self.optimizer == "adam":
+            out.update(betas=list(self.betas), eps=self.eps)
+        return out
+
+    def build(self, params: Any, lr: float) -> torch.optim.Optimizer:
+        if self.optimizer == "adam":
+            return torch.optim.Adam(params, lr=lr, betas=self.betas, eps=self.eps, weight_decay=self.weight_decay)
+        return torch.optim.SGD(params, lr=lr, momentum=self.momentum, weight_decay=self.weight_decay)
 
 
 # The files a run writes (temporary names ``.NAME.XXXX.tmp``); other commands' files in the folder are left alone,
 # since their writers may be running now under their own locks.
-_RUN_FILES = ("metrics.csv", "last.pt", "final.pt", "epoch_*.pt", "predictiveness.h5")
+_RUN_FILES = ("metrics.csv", "last.pt", "final.pt", "epoch_*.pt", "predictiveness.h5", "curvature.h5")
 
 
 def _sweep_temp_files(out: Path) -> None:
@@ -216,20 +292,26 @@ def _sweep_temp_files(out: Path) -> None:
             tmp.unlink()
 
 
+def _callback_states(callbacks: Sequence[Any]) -> dict[str, Any]:
+    return {cb.state_key: cb.state_dict() for cb in callbacks if getattr(cb, "state_key", None)}
+
+
 def _train_locked(
     model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor],
     test_data: tuple[torch.Tensor, torch.Tensor] | None, *, epochs: int, batch_size: int, lr: float,
-    momentum: float, weight_decay: float, schedule: str, seed: int, device: torch.device, out: Path,
+    settings: _Settings, schedule: str, seed: int, device: torch.device, out: Path,
     save_every: int, resume: bool, augment: bool, callbacks: Sequence[Any], meta: dict[str, Any] | None,
     progress: bool,
 ) -> TrainResult:
     """The body of :func:`train`, run while holding the lock of ``out``."""
-    config = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "momentum": momentum,
-              "weight_decay": weight_decay, "schedule": schedule, "seed": seed, "augment": augment,
-              "n_train": len(train_data[1])}
+    config = {"epochs": epochs, "batch_size": batch_size, "lr": lr, **settings.config(), "schedule": schedule,
+              "seed": seed, "augment": augment, "n_train": len(train_data[1])}
     meta = dict(meta or {})
     model.to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    optimizer = settings.build(model.parameters(), lr)
+    full_batch = settings.optimizer == "gd"
+    loss_name = settings.loss
+    step_loss = batch_mean(loss_name)
     generator = torch.Generator().manual_seed(seed)
     rows: list[dict[str, float]] = []
     start_epoch = 0
@@ -238,7 +320,8 @@ def _train_locked(
         state = read_checkpoint_file(last)
         saved_meta = checkpoint_meta(state, last)
         saved = saved_meta.get("train_config", {})
-        diff = [f"{k}: run {saved.get(k)!r} vs now {v!r}" for k, v in config.items() if saved.get(k) != v]
+        diff = [f"{k}: run {saved.get(k, _OLD_DEFAULTS.get(k))!r} vs now {v!r}" for k, v in config.items()
+                if saved.get(k, _OLD_DEFAULTS.get(k)) != v]
         now_meta = {**getattr(model, "landscape_spec", {}), **meta}
         if arch := architecture_difference(saved_meta, now_meta):
             diff.insert(0, f"model: run vs now {arch}")
@@ -255,6 +338,11 @@ def _train_locked(
             raise LandscapeError(f"{last} lacks readable training state (metrics_rows); delete it and start the run "
                                  "afresh, or restore it from a backup") from None
         start_epoch = int(state["epoch"])
+        saved_states = state.get("callbacks") or {}
+        for cb in callbacks:
+            key = getattr(cb, "state_key", None)
+            if key and key in saved_states:
+                cb.load_state_dict(saved_states[key])
     elif not resume and (last.exists() or (out / "final.pt").exists()):
         raise LandscapeError(f"{out} already holds a training run; pass resume=True to continue it or choose another "
                              "out_dir=")
@@ -267,6 +355,7 @@ def _train_locked(
 
     def ckpt_meta(epoch: int) -> dict[str, Any]:
         return {**meta, "epoch": epoch, "step": epoch * steps_per_epoch, "seed": seed,
+                "optimizer": settings.optimizer, "loss": loss_name,
                 "metrics": rows[-1] if rows else {}, "train_config": config}
 
     if start_epoch == 0:
@@ -277,23 +366,29 @@ def _train_locked(
     try:
         for epoch in range(start_epoch + 1, epochs + 1):
             model.train()
-            perm = torch.randperm(n, generator=generator).to(device)
+            # Full-batch GD draws nothing: the one step of an epoch sees the whole set in its stored order.
+            perm = None if full_batch else torch.randperm(n, generator=generator).to(device)
             loss_sum, correct = 0.0, 0
             for i in range(0, n, batch_size):
-                idx = perm[i:i + batch_size]
-                xb, yb = x_train[idx], y_train[idx]
+                if perm is None:
+                    xb, yb = x_train, y_train
+                else:
+                    idx = perm[i:i + batch_size]
+                    xb, yb = x_train[idx], y_train[idx]
                 if augment:
                     xb = augment_batch(xb, generator=generator)
+                step_lr = lr_at(step, total_steps=total_steps, lr=lr, schedule=schedule)
                 for group in optimizer.param_groups:
-                    group["lr"] = lr_at(step, total_steps=total_steps, lr=lr, schedule=schedule)
+                    group["lr"] = step_lr
                 optimizer.zero_grad(set_to_none=True)
                 outputs = model(xb)
-                loss = F.cross_entropy(outputs, yb)
+                loss = step_loss(outputs, yb)
                 loss.backward()
                 loss_value = loss.item()
                 if not math.isfinite(loss_value):
                     raise LandscapeError(f"training diverged at epoch {epoch}, step {step} (loss {loss_value}); lower lr=")
-                _call(callbacks, "on_step", StepContext(model, xb, yb, loss_value, step, epoch, F.cross_entropy))
+                _call(callbacks, "on_step", StepContext(model, xb, yb, loss_value, step, epoch, step_loss, step_lr,
+                                                        optimizer))
                 optimizer.step()
                 loss_sum += loss_value * len(yb)
                 correct += int((outputs.argmax(1) == yb).sum())
@@ -305,10 +400,10 @@ def _train_locked(
                    "seconds": time.perf_counter() - t0}
             losses = {"train loss": row["train_loss"]}
             if test_data is not None:
-                row["test_loss"], row["test_acc"] = evaluate(model, test_data, device=device)
+                row["test_loss"], row["test_acc"] = evaluate(model, test_data, device=device, loss=loss_name)
                 losses["test loss"] = row["test_loss"]
             else:  # without a test set, the last batch shows whether the epoch's last update blew up
-                losses["loss after the last step"] = evaluate(model, (xb, yb), device=device)[0]
+                losses["loss after the last step"] = evaluate(model, (xb, yb), device=device, loss=loss_name)[0]
             # Before any of the epoch's files: a diverged epoch must not be saved, nor final.pt claim success.
             _check_finite(model, losses, epoch=epoch)
             rows.append(row)
@@ -319,7 +414,7 @@ def _train_locked(
             _call(callbacks, "on_epoch_end", epoch=epoch, metrics=row)
             # last.pt is written after everything else of the epoch, so a crash never skips an epoch's files.
             _save(last, model, ckpt_meta(epoch), optimizer=optimizer.state_dict(), generator=generator.get_state(),
-                  epoch=epoch, metrics_rows=json.dumps(rows))
+                  epoch=epoch, metrics_rows=json.dumps(rows), callbacks=_callback_states(callbacks))
     finally:
         bar.close()
     _call(callbacks, "on_train_end")
