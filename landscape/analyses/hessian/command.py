@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import click
@@ -40,6 +42,9 @@ from landscape.core.options import (
               help="Lanczos steps (HVPs) per start vector for --density.")
 @click.option("--density-vectors", type=click.IntRange(min=1), default=1, show_default=True,
               help="Random start vectors averaged by --density.")
+@click.option("--reorthogonalize/--no-reorthogonalize", "reorthogonalize", default=True, show_default=True,
+              help="--density: keep the Lanczos basis (4 bytes × --lanczos-steps per parameter) for full "
+                   "re-orthogonalisation, or only three vectors (ghost copies of outliers share their weight).")
 @click.option("--per-layer", is_flag=True, help="Top eigenvalue and trace of each layer's own Hessian block.")
 @click.option("--layer-depth", type=click.IntRange(min=1), default=None,
               help="With --per-layer: group parameters by the first N parts of their names (e.g. 2 = blocks).")
@@ -59,6 +64,8 @@ from landscape.core.options import (
               help="Model mode for the loss (train: BN batch statistics; fixed dropout masks).")
 @click.option("--save-eigenvectors", "eigenvectors", is_flag=True,
               help="Store the eigenvectors (for surface --dir eigen).")
+@click.option("--hvp", type=click.Choice(["reverse", "forward"]), default="reverse", show_default=True,
+              help="Hessian-vector product: double backprop (graph cached for one batch) or forward-over-reverse.")
 @click.option("--backend", type=click.Choice(["landscape", "pyhessian"]), default="landscape", show_default=True,
               help="pyhessian: cross-check through PyHessian 0.1 (top eigenvalues and trace only).")
 @device_option
@@ -69,18 +76,22 @@ from landscape.core.options import (
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def hessian(checkpoint: str, top_k: int, which: Literal["LA", "SA", "LM"], tol: float, max_iter: int | None,
             trace: bool, trace_method: Literal["hutch++", "hutchinson"], probes: int, density: bool,
-            lanczos_steps: int, density_vectors: int,
+            lanczos_steps: int, density_vectors: int, reorthogonalize: bool,
             per_layer: bool, layer_depth: int | None, per_block: bool, block_by: Literal["parameter", "module"],
             blocks: tuple[str, ...], params: str | None, dataset: str | None,
             data_dir: str | None, split: str, n_samples: int | None, batch_size: int, seed: int, mode: str,
-            eigenvectors: bool, backend: str, device: str, model_name: str | None,
+            eigenvectors: bool, hvp: Literal["reverse", "forward"], backend: str, device: str,
+            model_name: str | None,
             model_options: tuple[str, ...], out: str | None, overwrite: bool, quiet: bool) -> None:
-    """Curvature of the loss at CHECKPOINT: Hessian eigenvalues, trace, spectral density, per-layer blocks."""
+    """Curvature of the loss at CHECKPOINT: Hessian eigenvalues, trace, spectral density, per-layer blocks.
+
+    Under torchrun (``torchrun --nproc_per_node N -m landscape hessian …``) each process takes a contiguous share of
+    the batches and the products are summed over all of them: the same numbers as one process; rank 0 writes."""
     import time
 
     # The engine's module: ``trace`` and ``density`` are this command's flags here.
     from landscape.analyses.hessian import compute as H
-    from landscape.analyses.hessian import perlayer
+    from landscape.analyses.hessian import distributed, perlayer
     from landscape.analyses.hessian.operator import select_parameters
     from landscape.analyses.hessian.schema import write_hessian
     from landscape.core.checkpoint import load_checkpoint
@@ -106,10 +117,28 @@ def hessian(checkpoint: str, top_k: int, which: Literal["LA", "SA", "LM"], tol: 
         raise LandscapeError("--blocks and --block-by apply to --per-block only")
     if eigenvectors and not top_k:
         raise LandscapeError("--save-eigenvectors needs --top-k K with K ≥ 1")
-    claim_output(out, checkpoint, force=overwrite)
+    if (not reorthogonalize or hvp != "reverse") and backend == "pyhessian":
+        raise LandscapeError("--no-reorthogonalize and --hvp apply to --backend landscape only")
+    if not reorthogonalize and not density:
+        raise LandscapeError("--no-reorthogonalize applies to --density only")
     dev = resolve_device(device)
-    model, meta = load_checkpoint(checkpoint, model=model_name, model_options=parse_key_values(model_options),
-                                  map_location=dev)
+    rank, world_size = distributed.init_from_env(dev)
+    if world_size > 1 and backend == "pyhessian":
+        raise LandscapeError("--backend pyhessian runs in one process; run it without torchrun")
+    try:
+        if rank == 0:  # the one writer: the other processes never touch the output
+            claim_output(out, checkpoint, force=overwrite)
+        error = None
+    except LandscapeError as exc:
+        error = str(exc)
+    _raise_agreed(distributed.agree(error), rank)
+    try:
+        model, meta = load_checkpoint(checkpoint, model=model_name, model_options=parse_key_values(model_options),
+                                      map_location=dev)
+        error = None
+    except LandscapeError as exc:  # e.g. a file missing on one node only: every process stops, one says why
+        error = str(exc)
+    _raise_agreed(distributed.agree(error), rank)
     model.to(dev)
     # Requests beyond what the operator's size allows are refused before any HVP: they would only cost time.
     size = sum(p.numel() for _, p in select_parameters(model, params))
@@ -125,75 +154,107 @@ def hessian(checkpoint: str, top_k: int, which: Literal["LA", "SA", "LM"], tol: 
     inputs, targets = load_dataset(name, split=split, n=n_samples, seed=seed,
                                    data_dir=data_dir or meta.get("data_dir"))
     batches = [(inputs[i:i + batch_size], targets[i:i + batch_size]) for i in range(0, len(inputs), batch_size)]
-    progress = not quiet
-    common: dict[str, Any] = {"train_mode": mode == "train", "seed": seed, "params": params}
-    t0 = time.perf_counter()
-    stored: dict = {}
-    n_hvp = 0
-    if backend == "pyhessian":
-        from landscape.analyses.hessian.pyhessian import pyhessian_measure
+    batches = distributed.shard_batches(batches, rank=rank, world_size=world_size)
+    progress = not quiet and rank == 0
+    common: dict[str, Any] = {"train_mode": mode == "train", "seed": seed, "params": params, "hvp": hvp}
+    with _one_voice(rank):
+        t0 = time.perf_counter()
+        stored: dict = {}
+        n_hvp = 0
+        if backend == "pyhessian":
+            from landscape.analyses.hessian.pyhessian import pyhessian_measure
 
-        res = pyhessian_measure(model, batches, k=max(top_k, 1), tol=tol, max_iter=max_iter or 100,
-                                trace_probes=probes if trace else None, seed=seed)
-        n_hvp = res["n_hvp"]
-        if top_k:
-            stored["eigenvalues"] = res["eigenvalues"][:top_k]
-        if trace:
-            stored["trace"], stored["trace_stderr"] = res["trace"], res["trace_stderr"]
-    else:
-        if top_k:
-            eig = H.eigenvalues(model, batches, k=top_k, which=which, tol=tol, max_iter=max_iter,
-                                return_eigenvectors=eigenvectors, progress=progress, **common)
-            stored.update(eigenvalues=eig.eigenvalues, residuals=eig.residuals, eigenvectors=eig.eigenvectors)
-            n_hvp += eig.n_hvp
-            if not eig.converged.all():
-                click.echo(f"warning: {int((~eig.converged).sum())} of {top_k} eigenpairs did not reach tol={tol}"
-                           f" within the HVP cap; see the residuals", err=True)
-        if trace:
-            tr = H.trace(model, batches, n_probes=probes, method=trace_method, progress=progress, **common)
-            stored.update(trace=tr.estimate, trace_stderr=tr.stderr)
-            n_hvp += tr.n_hvp
-        if density:
-            d = H.density(model, batches, n_steps=lanczos_steps, n_vectors=density_vectors, progress=progress,
-                          **common)
-            stored["density"] = {"grid": d.grid, "values": d.density, "nodes": d.nodes, "weights": d.weights}
-            n_hvp += d.n_hvp
-        if per_layer:
-            pl = perlayer.per_layer(model, batches, k=1, tol=tol, n_probes=probes, method=trace_method,
-                                    depth=layer_depth, params=params, train_mode=mode == "train",
-                                    seed=seed, progress=progress)
-            stored["per_layer"] = {lc.name: {"eigenvalues": lc.eigenvalues, "residuals": lc.residuals,
-                                             "trace": lc.trace, "trace_stderr": lc.trace_stderr}
-                                   for lc in pl.layers}
-            n_hvp += pl.n_hvp
-        if per_block:
-            from landscape.analyses.hessian.blocks import per_block as per_block_fn
+            res = pyhessian_measure(model, batches, k=max(top_k, 1), tol=tol, max_iter=max_iter or 100,
+                                    trace_probes=probes if trace else None, seed=seed)
+            n_hvp = res["n_hvp"]
+            if top_k:
+                stored["eigenvalues"] = res["eigenvalues"][:top_k]
+            if trace:
+                stored["trace"], stored["trace_stderr"] = res["trace"], res["trace_stderr"]
+        else:
+            if top_k:
+                eig = H.eigenvalues(model, batches, k=top_k, which=which, tol=tol, max_iter=max_iter,
+                                    return_eigenvectors=eigenvectors, progress=progress, **common)
+                stored.update(eigenvalues=eig.eigenvalues, residuals=eig.residuals, eigenvectors=eig.eigenvectors)
+                n_hvp += eig.n_hvp
+                if not eig.converged.all() and rank == 0:
+                    click.echo(f"warning: {int((~eig.converged).sum())} of {top_k} eigenpairs did not reach tol={tol}"
+                               f" within the HVP cap; see the residuals", err=True)
+            if trace:
+                tr = H.trace(model, batches, n_probes=probes, method=trace_method, progress=progress, **common)
+                stored.update(trace=tr.estimate, trace_stderr=tr.stderr)
+                n_hvp += tr.n_hvp
+            if density:
+                d = H.density(model, batches, n_steps=lanczos_steps, n_vectors=density_vectors, progress=progress,
+                              reorthogonalize=reorthogonalize, **common)
+                stored["density"] = {"grid": d.grid, "values": d.density, "nodes": d.nodes, "weights": d.weights}
+                n_hvp += d.n_hvp
+            if per_layer:
+                pl = perlayer.per_layer(model, batches, k=1, tol=tol, n_probes=probes, method=trace_method,
+                                        depth=layer_depth, params=params, train_mode=mode == "train",
+                                        seed=seed, progress=progress)
+                stored["per_layer"] = {lc.name: {"eigenvalues": lc.eigenvalues, "residuals": lc.residuals,
+                                                 "trace": lc.trace, "trace_stderr": lc.trace_stderr}
+                                       for lc in pl.layers}
+                n_hvp += pl.n_hvp
+            if per_block:
+                from landscape.analyses.hessian.blocks import per_block as per_block_fn
 
-            pb = per_block_fn(model, batches, block_by=block_by, blocks=blocks, tol=tol, n_probes=probes,
-                              method=trace_method, lanczos_steps=lanczos_steps, density_vectors=density_vectors,
-                              params=params, train_mode=mode == "train", seed=seed, progress=progress)
-            stored["per_block"] = pb.stored()
-            n_hvp += pb.n_hvp
-    # PyHessian's trace is always Hutchinson's, whatever --trace-method says.
-    used_trace_method = "hutchinson" if backend == "pyhessian" else trace_method
-    from landscape.core.provenance import provenance
+                pb = per_block_fn(model, batches, block_by=block_by, blocks=blocks, tol=tol, n_probes=probes,
+                                  method=trace_method, lanczos_steps=lanczos_steps, density_vectors=density_vectors,
+                                  params=params, train_mode=mode == "train", seed=seed, progress=progress)
+                stored["per_block"] = pb.stored()
+                n_hvp += pb.n_hvp
+        # PyHessian's trace is always Hutchinson's, whatever --trace-method says.
+        used_trace_method = "hutchinson" if backend == "pyhessian" else trace_method
+        from landscape.core.provenance import provenance
 
-    record = provenance(model, checkpoint_meta=meta, dataset=name, data_dir=data_dir or meta.get("data_dir"),
-                        split=split, n_samples=len(inputs), subset=n_samples is not None, seed=seed)
-    attrs = {**record.attrs(), "checkpoint": os.path.abspath(checkpoint), "checkpoint_sha256": meta.get("sha256"),
-             "model": meta.get("model"), "dataset": name, "split": split, "n_samples": len(inputs),
-             "batch_size": batch_size, "seed": seed, "mode": mode, "backend": backend, "which": which,
-             "k": top_k, "tol": tol, "probes": probes if trace or per_layer else None,
-             "trace_method": used_trace_method if trace else None,
-             "lanczos_steps": lanczos_steps if density else None,
-             "density_vectors": density_vectors if density else None, "params": params, "n_hvp": n_hvp,
-             "seconds": time.perf_counter() - t0}
-    write_hessian(out, attrs=attrs, **stored)
-    if "eigenvalues" in stored:
-        click.echo("eigenvalues: " + " ".join(f"{v:.6g}" for v in stored["eigenvalues"]))
-    if "trace" in stored:
-        click.echo(f"trace: {stored['trace']:.6g} ± {stored['trace_stderr']:.2g}")
-    if "per_block" in stored:
-        click.echo(f"blocks: {len(stored['per_block']['blocks'])}, mean Jensen-Shannon distance between their "
-                   f"densities {stored['per_block']['js_mean']:.4f}")
-    click.echo(out)
+        record = provenance(model, checkpoint_meta=meta, dataset=name, data_dir=data_dir or meta.get("data_dir"),
+                            split=split, n_samples=len(inputs), subset=n_samples is not None, seed=seed)
+        attrs = {**record.attrs(), "checkpoint": os.path.abspath(checkpoint), "checkpoint_sha256": meta.get("sha256"),
+                 "model": meta.get("model"), "dataset": name, "split": split, "n_samples": len(inputs),
+                 "batch_size": batch_size, "seed": seed, "mode": mode, "backend": backend, "which": which,
+                 "k": top_k, "tol": tol, "probes": probes if trace or per_layer else None,
+                 "trace_method": used_trace_method if trace else None,
+                 "lanczos_steps": lanczos_steps if density else None,
+                 "density_vectors": density_vectors if density else None, "params": params, "n_hvp": n_hvp,
+                 "seconds": time.perf_counter() - t0}
+        if backend == "landscape":
+            attrs["hvp"] = hvp
+            if density:
+                attrs["density_reorthogonalize"] = reorthogonalize
+        if rank != 0:
+            return
+        write_hessian(out, attrs=attrs, **stored)
+        if "eigenvalues" in stored:
+            click.echo("eigenvalues: " + " ".join(f"{v:.6g}" for v in stored["eigenvalues"]))
+        if "trace" in stored:
+            click.echo(f"trace: {stored['trace']:.6g} ± {stored['trace_stderr']:.2g}")
+        if "per_block" in stored:
+            click.echo(f"blocks: {len(stored['per_block']['blocks'])}, mean Jensen-Shannon distance between their "
+                       f"densities {stored['per_block']['js_mean']:.4f}")
+        click.echo(out)
+
+
+def _raise_agreed(error: str | None, rank: int) -> None:
+    """Stop every process when one met ``error``: rank 0 raises it (one line), the others exit quietly."""
+    from landscape.errors import LandscapeError
+
+    if error is not None:
+        if rank == 0:
+            raise LandscapeError(error)
+        raise click.exceptions.Exit(1)
+
+
+@contextlib.contextmanager
+def _one_voice(rank: int) -> Iterator[None]:
+    """Under torchrun an error met while measuring is every process's (it follows from the summed products): rank 0
+    says it, the others exit quietly."""
+    from landscape.errors import LandscapeError
+
+    try:
+        yield
+    except LandscapeError:
+        if rank == 0:
+            raise
+        raise click.exceptions.Exit(1) from None

@@ -13,7 +13,7 @@ from torch import nn
 from landscape.analyses.hessian.hutch import TraceMethod
 from landscape.analyses.hessian.hutch import trace as _trace_op
 from landscape.analyses.hessian.krylov import Which, lanczos
-from landscape.analyses.hessian.operator import Batch, HessianOperator, LossFn
+from landscape.analyses.hessian.operator import Batch, HessianOperator, Hvp, LossFn
 from landscape.analyses.hessian.slq import density as _slq
 
 Params = str | Sequence[str] | None
@@ -82,13 +82,15 @@ def eigenvalues(model: nn.Module, data: Batch | Iterable[Batch], *, k: int = 1,
                 which: Which = "LA", tol: float = 1e-3, max_iter: int | None = None,
                 ncv: int | None = None, loss_fn: LossFn | None = None, params: Params = None,
                 train_mode: bool = False, seed: int = 0, return_eigenvectors: bool = False,
-                progress: bool = False) -> HessianEigenResult:
+                progress: bool = False, hvp: Hvp = "reverse") -> HessianEigenResult:
     """The ``k`` extreme eigenvalues of the loss Hessian (Lanczos, stopping at ``‖Hv − λv‖ ≤ tol·|λ|``).
 
-    ``max_iter`` caps the number of HVPs; ``ncv`` is the Krylov basis size before a thick restart.
+    ``max_iter`` caps the number of HVPs; ``ncv`` is the Krylov basis size before a thick restart. ``hvp`` picks the
+    Hessian-vector product (see :class:`~landscape.analyses.hessian.operator.HessianOperator`).
     """
     t0 = time.perf_counter()
-    with HessianOperator(model, data, loss_fn=loss_fn, params=params, train_mode=train_mode, seed=seed) as op, \
+    with HessianOperator(model, data, loss_fn=loss_fn, params=params, train_mode=train_mode, seed=seed,
+                         hvp=hvp) as op, \
             _progress("Hessian eigenvalues", None, progress) as cb:
         res = lanczos(op, k=k, which=which, tol=tol, max_matvec=max_iter, ncv=ncv, seed=seed,
                                return_eigenvectors=return_eigenvectors, callback=cb)
@@ -103,10 +105,11 @@ def eigenvalues(model: nn.Module, data: Batch | Iterable[Batch], *, k: int = 1,
 def trace(model: nn.Module, data: Batch | Iterable[Batch], *, n_probes: int = 100,
           method: TraceMethod = "hutch++", loss_fn: LossFn | None = None,
           params: Params = None, train_mode: bool = False, seed: int = 0,
-          progress: bool = False) -> HessianTraceResult:
+          progress: bool = False, hvp: Hvp = "reverse") -> HessianTraceResult:
     """``tr(H)`` by Hutch++ (default) or Hutchinson with ``n_probes`` HVPs, with a standard error."""
     t0 = time.perf_counter()
-    with HessianOperator(model, data, loss_fn=loss_fn, params=params, train_mode=train_mode, seed=seed) as op, \
+    with HessianOperator(model, data, loss_fn=loss_fn, params=params, train_mode=train_mode, seed=seed,
+                         hvp=hvp) as op, \
             _progress("Hessian trace", op.size if method == "exact" else n_probes, progress) as cb:
         res = _trace_op(op, n_probes=n_probes, method=method, seed=seed, callback=cb)
         return HessianTraceResult(estimate=res.estimate, stderr=res.stderr, n_hvp=op.n_hvp,
@@ -116,13 +119,18 @@ def trace(model: nn.Module, data: Batch | Iterable[Batch], *, n_probes: int = 10
 
 def density(model: nn.Module, data: Batch | Iterable[Batch], *, n_steps: int = 100, n_vectors: int = 1,
             sigma_sq: float = 1e-5, n_bins: int = 10_000, loss_fn: LossFn | None = None, params: Params = None,
-            train_mode: bool = False, seed: int = 0, progress: bool = False) -> HessianDensityResult:
-    """Spectral density of the loss Hessian by stochastic Lanczos quadrature."""
+            train_mode: bool = False, seed: int = 0, progress: bool = False, reorthogonalize: bool = True,
+            hvp: Hvp = "reverse") -> HessianDensityResult:
+    """Spectral density of the loss Hessian by stochastic Lanczos quadrature.
+
+    ``reorthogonalize=False`` keeps three vectors instead of an ``n_steps``-vector basis (see
+    :mod:`landscape.analyses.hessian.slq` for what that changes)."""
     t0 = time.perf_counter()
-    with HessianOperator(model, data, loss_fn=loss_fn, params=params, train_mode=train_mode, seed=seed) as op, \
+    with HessianOperator(model, data, loss_fn=loss_fn, params=params, train_mode=train_mode, seed=seed,
+                         hvp=hvp) as op, \
             _progress("Hessian density", n_steps * n_vectors, progress) as cb:
         res = _slq(op, n_steps=n_steps, n_vectors=n_vectors, seed=seed, sigma_sq=sigma_sq,
-                               n_bins=n_bins, callback=cb)
+                   n_bins=n_bins, reorthogonalize=reorthogonalize, callback=cb)
         return HessianDensityResult(grid=res.grid, density=res.density, nodes=res.nodes, weights=res.weights,
                                     sigma=res.sigma, n_hvp=op.n_hvp, seconds=time.perf_counter() - t0,
                                     seed=seed)
