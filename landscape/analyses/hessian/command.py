@@ -123,36 +123,30 @@ def hessian(checkpoint: str, top_k: int, which: Literal["LA", "SA", "LM"], tol: 
         raise LandscapeError("--no-reorthogonalize applies to --density only")
     dev = resolve_device(device)
     rank, world_size = distributed.init_from_env(dev)
-    if world_size > 1 and backend == "pyhessian":
-        raise LandscapeError("--backend pyhessian runs in one process; run it without torchrun")
-    try:
+    if world_size > 1:
+        click.get_current_context().call_on_close(distributed.finish)
+    # Setup errors may be one process's own (a file missing on one node): every process stops, rank 0 says why.
+    with _agreed(rank, world_size):
+        if world_size > 1 and backend == "pyhessian":
+            raise LandscapeError("--backend pyhessian runs in one process; run it without torchrun")
         if rank == 0:  # the one writer: the other processes never touch the output
             claim_output(out, checkpoint, force=overwrite)
-        error = None
-    except LandscapeError as exc:
-        error = str(exc)
-    _raise_agreed(distributed.agree(error), rank)
-    try:
         model, meta = load_checkpoint(checkpoint, model=model_name, model_options=parse_key_values(model_options),
                                       map_location=dev)
-        error = None
-    except LandscapeError as exc:  # e.g. a file missing on one node only: every process stops, one says why
-        error = str(exc)
-    _raise_agreed(distributed.agree(error), rank)
-    model.to(dev)
-    # Requests beyond what the operator's size allows are refused before any HVP: they would only cost time.
-    size = sum(p.numel() for _, p in select_parameters(model, params))
-    if top_k > size:
-        raise LandscapeError(f"--top-k {top_k} exceeds the {size:,} parameters of H; use --top-k ≤ {size}")
-    if trace and probes > size:
-        raise LandscapeError(f"--probes {probes} is more HVPs than the exact trace takes ({size:,}, one per "
-                             f"parameter of H); use --probes ≤ {size}")
-    if density and lanczos_steps > size:
-        raise LandscapeError(f"--lanczos-steps {lanczos_steps} exceeds the {size:,} parameters of H (Lanczos "
-                             f"ends after that many); use --lanczos-steps ≤ {size}")
-    name = checkpoint_dataset(checkpoint, meta, dataset)
-    inputs, targets = load_dataset(name, split=split, n=n_samples, seed=seed,
-                                   data_dir=data_dir or meta.get("data_dir"))
+        model.to(dev)
+        # Requests beyond what the operator's size allows are refused before any HVP: they would only cost time.
+        size = sum(p.numel() for _, p in select_parameters(model, params))
+        if top_k > size:
+            raise LandscapeError(f"--top-k {top_k} exceeds the {size:,} parameters of H; use --top-k ≤ {size}")
+        if trace and probes > size:
+            raise LandscapeError(f"--probes {probes} is more HVPs than the exact trace takes ({size:,}, one per "
+                                 f"parameter of H); use --probes ≤ {size}")
+        if density and lanczos_steps > size:
+            raise LandscapeError(f"--lanczos-steps {lanczos_steps} exceeds the {size:,} parameters of H (Lanczos "
+                                 f"ends after that many); use --lanczos-steps ≤ {size}")
+        name = checkpoint_dataset(checkpoint, meta, dataset)
+        inputs, targets = load_dataset(name, split=split, n=n_samples, seed=seed,
+                                       data_dir=data_dir or meta.get("data_dir"))
     batches = [(inputs[i:i + batch_size], targets[i:i + batch_size]) for i in range(0, len(inputs), batch_size)]
     batches = distributed.shard_batches(batches, rank=rank, world_size=world_size)
     progress = not quiet and rank == 0
@@ -236,14 +230,29 @@ def hessian(checkpoint: str, top_k: int, which: Literal["LA", "SA", "LM"], tol: 
         click.echo(out)
 
 
-def _raise_agreed(error: str | None, rank: int) -> None:
-    """Stop every process when one met ``error``: rank 0 raises it (one line), the others exit quietly."""
+@contextlib.contextmanager
+def _agreed(rank: int, world_size: int) -> Iterator[None]:
+    """Under torchrun, every process learns whether any met a LandscapeError in the block (a collective at its end):
+    rank 0 raises the first one (one line, naming the rank it came from), the others exit quietly."""
+    from landscape.analyses.hessian.distributed import agree
     from landscape.errors import LandscapeError
 
-    if error is not None:
-        if rank == 0:
-            raise LandscapeError(error)
+    if world_size <= 1:
+        yield
+        return
+    error: LandscapeError | None = None
+    try:
+        yield
+    except LandscapeError as exc:
+        error = exc
+    first = agree(None if error is None else str(error))
+    if first is None:
+        return
+    if rank != 0:
         raise click.exceptions.Exit(1)
+    if error is not None and str(error) == first:
+        raise error
+    raise LandscapeError(first)
 
 
 @contextlib.contextmanager

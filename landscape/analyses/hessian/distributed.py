@@ -43,6 +43,14 @@ def init_from_env(device: torch.device) -> tuple[int, int]:
     return world()
 
 
+def finish() -> None:
+    """Leave the process group (at the end of a command that joined it)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 class _Reduce:
     """Sums over the process group, on the tensors' own device (NCCL needs CUDA tensors, gloo takes CPU ones)."""
 
