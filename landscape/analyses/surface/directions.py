@@ -10,7 +10,7 @@ tool, so both tools draw the same surface.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,6 +27,7 @@ Kind = Literal["random", "target", "pca", "eigen"]
 NORMS = ("filter", "layer", "weight", "none")
 IGNORES = ("biasbn", "none")
 _TINY = 1e-10  # keeps an all-zero slice of d from dividing by zero (the reference's choice)
+_BLOCK_SHIFT = 22  # the trajectory PCA reads 2^22 float64 values (32 MiB) at a time
 
 
 @dataclass(frozen=True)
@@ -82,10 +83,39 @@ def target_direction(weights: Direction, target: Direction) -> Direction:
     return params.sub(target, weights)
 
 
+def _offset_rows(weights: Direction, trajectory: Sequence[Direction], key: str, start: int, stop: int,
+                 zero: bool) -> torch.Tensor:
+    """Entries ``[start, stop)`` of tensor ``key`` of every offset ``θ_t − θ``, one float64 row per checkpoint (the
+    difference taken in the checkpoint's dtype, as :func:`params.sub` takes it)."""
+    w = weights[key].reshape(-1)[start:stop]
+    rows = torch.empty(len(trajectory), stop - start, dtype=torch.float64)
+    for i, t in enumerate(trajectory):
+        rows[i] = 0.0 if zero else (t[key].reshape(-1)[start:stop] - w.to(t[key].device, t[key].dtype)).double().cpu()
+    return rows
+
+
+def _check_same_tensors(weights: Direction, trajectory: Sequence[Direction]) -> None:
+    """The keys and shapes of every checkpoint are those of ``weights`` (the messages of :func:`params.sub`)."""
+    for t in trajectory:
+        missing = [k for k in t if k not in weights] or [k for k in weights if k not in t]
+        if missing:
+            raise LandscapeError(f"tensor '{missing[0]}' is missing from the other model ({len(missing)} keys "
+                                 "differ); are both checkpoints the same architecture?")
+        for k, v in t.items():
+            if v.shape != weights[k].shape:
+                raise LandscapeError(f"tensor '{k}' has shape {tuple(v.shape)} here and {tuple(weights[k].shape)} "
+                                     "in the other model; are both checkpoints the same architecture?")
+
+
 def pca_directions(weights: Direction, trajectory: Sequence[Direction], *, count: int = 2,
                    ignore: Ignore = "biasbn") -> tuple[list[Direction], np.ndarray]:
     """The top ``count`` principal directions of the centred trajectory offsets ``θ_t − θ`` (unit length) and their
-    explained-variance ratios. Works on the T×T Gram matrix in float64, tensor by tensor (no T×P matrix).
+    explained-variance ratios, from the T×T Gram matrix in float64.
+
+    Memory: no offset is ever held whole. Two passes over the checkpoints' tensors, a block of entries at a time
+    (a (T, block) float64 matrix, 32 MiB): the first centres the block and adds its Gram matrix, the second adds
+    the block's share of each direction. Beside the trajectory itself this holds the ``count`` float64 directions
+    and one block, where centring every offset held about three more copies of the trajectory.
 
     With ``ignore="biasbn"`` the entries of tensors with ``dim ≤ 1`` are zeroed in every offset *before* the PCA, as
     loss-landscape's ``setup_PCA_directions`` does, so bias/BN movement neither steers the directions nor counts in
@@ -96,13 +126,22 @@ def pca_directions(weights: Direction, trajectory: Sequence[Direction], *, count
     if len(trajectory) < count + 1:
         raise LandscapeError(f"PCA with {count} direction(s) needs at least {count + 1} trajectory checkpoints, "
                              f"found {len(trajectory)}; train with save_every=1 or use direction='random'")
-    offsets = [params.sub(t, weights) for t in trajectory]
-    if ignore == "biasbn":
-        offsets = [{k: torch.zeros_like(v) if v.dim() <= 1 else v for k, v in o.items()} for o in offsets]
-    n = len(offsets)
-    mean = {k: sum(o[k].double() for o in offsets) / n for k in weights}
-    centred = [{k: o[k].double() - mean[k] for k in weights} for o in offsets]
-    gram = np.array([[params.dot(a, b) for b in centred] for a in centred])
+    _check_same_tensors(weights, trajectory)
+    n = len(trajectory)
+    block = max(1, (1 << _BLOCK_SHIFT) // n)  # entries per block: n × block float64 values = 32 MiB
+
+    def blocks() -> Iterator[tuple[str, int, int, torch.Tensor, torch.Tensor]]:
+        """(key, start, stop, the offsets' rows, the centred rows) for every block of every tensor."""
+        for k, w in weights.items():
+            zero = ignore == "biasbn" and w.dim() <= 1
+            for start in range(0, max(w.numel(), 1), block):
+                stop = min(start + block, w.numel())
+                rows = _offset_rows(weights, trajectory, k, start, stop, zero)
+                yield k, start, stop, rows, rows - rows.mean(dim=0)
+
+    gram = np.zeros((n, n))
+    for *_, centred in blocks():
+        gram += (centred @ centred.T).numpy()
     evals, evecs = np.linalg.eigh(gram)
     order = np.argsort(evals)[::-1]
     evals, evecs = np.clip(evals[order], 0.0, None), evecs[:, order]
@@ -110,21 +149,30 @@ def pca_directions(weights: Direction, trajectory: Sequence[Direction], *, count
         left_out = " (bias/BN entries left out by ignore='biasbn')" if ignore == "biasbn" else ""
         raise LandscapeError(f"the trajectory spans fewer than {count} directions{left_out}; "
                              "are the checkpoints identical?")
+    coeffs = torch.from_numpy(np.ascontiguousarray(evecs[:, :count].T))  # (count, n)
+    raw = [{k: torch.zeros(w.numel(), dtype=torch.float64) for k, w in weights.items()} for _ in range(count)]
+    sq, first = np.zeros(count), np.zeros(count)  # ‖d‖² and d · (θ_0 − θ), accumulated block by block
+    for k, start, stop, rows, centred in blocks():
+        part = coeffs @ centred  # (count, block): each direction's share of this block
+        for c in range(count):
+            raw[c][k][start:stop] = part[c]
+        sq += (part * part).sum(dim=1).numpy()
+        first += (part @ rows[0]).numpy()
     dirs = []
     for c in range(count):
-        d = {k: sum((float(evecs[i, c]) * centred[i][k] for i in range(n)), torch.zeros_like(centred[0][k]))
-             for k in weights}
-        scale = 1.0 / params.norm(d)
+        scale = 1.0 / float(np.sqrt(sq[c]))
         # Fix the sign: the offset of the first checkpoint (the start of training) gets a negative coefficient.
-        if params.dot(d, offsets[0]) > 0:
+        if first[c] > 0:
             scale = -scale
-        dirs.append({k: (v * scale).to(weights[k].device, weights[k].dtype) for k, v in d.items()})
+        dirs.append({k: (v * scale).reshape(weights[k].shape).to(weights[k].device, weights[k].dtype)
+                     for k, v in raw[c].items()})
     return dirs, evals[:count] / evals.sum()
 
 
-def project(offsets: Sequence[Direction], basis: Sequence[Direction]) -> tuple[np.ndarray, np.ndarray]:
+def project(offsets: Iterable[Direction], basis: Sequence[Direction]) -> tuple[np.ndarray, np.ndarray]:
     """Least-squares coefficients of each offset in span(basis) (the basis need not be orthogonal, as normalised
-    directions are not) and the relative distance of each offset from that span."""
+    directions are not) and the relative distance of each offset from that span. ``offsets`` is read once, so a
+    generator keeps one offset in memory at a time."""
     gram = np.array([[params.dot(a, b) for b in basis] for a in basis])
     coords, resid = [], []
     for o in offsets:
@@ -193,8 +241,7 @@ def build_directions(kind: Kind, weights: Direction, *, ndim: int, seed: int = 0
             raise LandscapeError("direction='pca' needs trajectory= (the weights along training)")
         raw, ratio = pca_directions(weights, trajectory, count=ndim, ignore=ignore)
         dirs = [normalize(d, weights, norm=norm, ignore=ignore) for d in raw]
-        offsets = [params.sub(t, weights) for t in trajectory]
-        coords, resid = project(offsets, dirs)
+        coords, resid = project((params.sub(t, weights) for t in trajectory), dirs)
         path = coords if ndim == 2 else np.column_stack([coords[:, 0], np.zeros(len(coords))])
         info = {"pca_explained_variance_ratio": [float(r) for r in ratio],
                 "pca_path_relative_residual_max": float(resid.max())}

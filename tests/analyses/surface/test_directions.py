@@ -197,3 +197,50 @@ def test_pca_matches_reference_recipe(ignore, dir_type):
     if ignore == "biasbn":
         _, with_bias = _reference_pca(w, traj, ignore="none")
         assert abs(ratio[0] - with_bias[0]) > 1e-3  # the test can tell the two recipes apart
+
+
+def _previous_pca(weights, trajectory, *, count, ignore):
+    """The code the blocked Gram PCA replaced (every offset centred whole in float64), kept as the oracle."""
+    offsets = [params.sub(t, weights) for t in trajectory]
+    if ignore == "biasbn":
+        offsets = [{k: torch.zeros_like(v) if v.dim() <= 1 else v for k, v in o.items()} for o in offsets]
+    n = len(offsets)
+    mean = {k: sum(o[k].double() for o in offsets) / n for k in weights}
+    centred = [{k: o[k].double() - mean[k] for k in weights} for o in offsets]
+    gram = np.array([[params.dot(a, b) for b in centred] for a in centred])
+    evals, evecs = np.linalg.eigh(gram)
+    order = np.argsort(evals)[::-1]
+    evals, evecs = np.clip(evals[order], 0.0, None), evecs[:, order]
+    dirs = []
+    for c in range(count):
+        d = {k: sum((float(evecs[i, c]) * centred[i][k] for i in range(n)), torch.zeros_like(centred[0][k]))
+             for k in weights}
+        scale = 1.0 / params.norm(d)
+        if params.dot(d, offsets[0]) > 0:
+            scale = -scale
+        dirs.append({k: (v * scale).to(weights[k].device, weights[k].dtype) for k, v in d.items()})
+    return dirs, evals[:count] / evals.sum()
+
+
+@pytest.mark.parametrize("ignore", ["biasbn", "none"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_blocked_gram_pca_equals_the_previous_code(monkeypatch, ignore, dtype):
+    """Blocks smaller than a tensor (so a tensor spans several blocks) and float32 checkpoints: the same directions
+    and explained variance as centring every offset whole."""
+    from landscape.analyses.surface import directions
+
+    net = _net().to(dtype)
+    w = params.get_tensors(net, dir_type="states")
+    gen = torch.Generator().manual_seed(7)
+    traj = [{k: v + torch.randn(v.shape, generator=gen, dtype=torch.float64).to(dtype) * (0.5 + i)
+             for k, v in w.items()} for i in range(6)] + [w]
+    for shift in (22, 5):  # 2^22 // 7 entries per block (whole tensors), then 2^5 // 7 = 4 entries per block
+        monkeypatch.setattr(directions, "_BLOCK_SHIFT", shift)
+        dirs, ratio = directions.pca_directions(w, traj, count=3, ignore=ignore)
+        ref_dirs, ref_ratio = _previous_pca(w, traj, count=3, ignore=ignore)
+        np.testing.assert_allclose(ratio, ref_ratio, rtol=1e-12, atol=0)
+        for d, r in zip(dirs, ref_dirs):
+            for k in w:
+                assert d[k].dtype == dtype and d[k].shape == w[k].shape
+                tol = 1e-12 if dtype == torch.float64 else 1e-7
+                torch.testing.assert_close(d[k], r[k], rtol=0, atol=tol)
