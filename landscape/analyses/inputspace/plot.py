@@ -32,7 +32,7 @@ _METRIC = {"loss": 0, "prob": 1, "probability": 1, "acc": 1, "accuracy": 1}
 
 # panel title -> (x key, x label); per mode the panels are (y label, curves) pairs built by _series
 _X = {"around": ("radius", "radius ‖Δx‖ along the direction"), "between": ("alpha", "α  ((1 − α)·x_i + α·x_j)"),
-      "noise": ("sigma", "noise σ")}
+      "noise": ("sigma", "σ of the Gaussian input noise (input units)")}
 
 
 def _series(attrs: dict, arrays: dict) -> list[tuple[str, list[tuple[str, np.ndarray]]]]:
