@@ -68,7 +68,8 @@ def surface(model: nn.Module, data: Data, *, x: str = "-1:1:21", y: str | None =
             direction: str = "random", norm: str | None = None, ignore: str = "biasbn", dir_type: str = "weights",
             target: nn.Module | None = None, trajectory: Iterable[nn.Module] | None = None,
             eigenvectors: str | None = None, seed: int = 0, split: str = "train", n_samples: int | None = None,
-            batch_size: int = 128, bn: str = "eval", recal_data: Data | None = None,
+            batch_size: int | None = 128, bn: str = "eval", recal_data: Data | None = None,
+            precision: str = "fp32", channels_last: bool = False, compile: bool = False,
             precision_target: float | None = None, min_samples: int = 4000, loss_fn: LossFn | None = None,
             out: str | os.PathLike[str] | None = None, overwrite: bool = False, device: str | None = None,
             threads: int | None = None, progress: bool = False) -> Surface:
@@ -78,7 +79,9 @@ def surface(model: nn.Module, data: Data, *, x: str = "-1:1:21", y: str | None =
     (towards the weights of ``target``), ``pca`` (of ``trajectory``, a sequence of models along training) or
     ``eigen`` (from a Hessian file written with eigenvectors). Without ``out`` the surface is computed in memory;
     with ``out`` it is written point by point and resumed by a later call with the same model and settings (a file
-    made from other weights or settings is refused, never returned stale).
+    made from other weights or settings is refused, never returned stale). ``precision`` (``fp32``, ``tf32``,
+    ``bf16``), ``channels_last`` and ``compile`` choose the engine's fast paths (docs/scale.md); ``batch_size=None``
+    picks the largest batch that fits on a GPU.
     """
     from landscape.analyses.surface.compute import compute
 
@@ -93,7 +96,8 @@ def surface(model: nn.Module, data: Data, *, x: str = "-1:1:21", y: str | None =
         model, inputs, targets, dataset=name, split=split, xspec=x, yspec=y, direction=direction, norm=norm,
         ignore=ignore, dir_type=dir_type, target=target, trajectory=trajectory, eigenvectors=eigenvectors,
         seed=seed, batch_size=batch_size, bn=bn, recal_inputs=recal, precision_target=precision_target,
-        min_samples=min_samples, loss_fn=loss_fn, out=out, overwrite=overwrite, device=dev, progress=progress)
+        min_samples=min_samples, loss_fn=loss_fn, out=out, overwrite=overwrite, device=dev, progress=progress,
+        precision=precision, channels_last=channels_last, compile=compile)
 
 
 def hessian(model: nn.Module, data: Data, *, top_k: int = 1, which: Literal["LA", "SA", "LM"] = "LA",

@@ -67,3 +67,11 @@ def test_hessian_per_block_through_the_one_call(tiny):
     r = landscape.hessian(net, data, top_k=0, per_block=True, block_by="module", lanczos_steps=8)
     js = np.asarray(r.per_block["js_distance"])
     assert js.shape == (2, 2) and np.allclose(np.diag(js), 0) and np.allclose(js, js.T)
+
+
+def test_surface_fast_paths_through_the_one_call(tiny):
+    net, data = tiny
+    plain = landscape.surface(net, data, x="-1:1:3")
+    fast = landscape.surface(net, data, x="-1:1:3", precision="bf16")
+    assert fast.attrs["precision"] == "bf16" and plain.attrs["precision"] == "fp32"
+    np.testing.assert_allclose(fast.loss, plain.loss, rtol=3e-2)
