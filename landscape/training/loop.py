@@ -224,7 +224,7 @@ def train(
     elif batch_size is None:
         raise LandscapeError(f"optimizer={optimizer!r} needs batch_size=")
     if optimizer == "adam" and momentum is not None:
-        raise LandscapeError("optimizer='adam' has no momentum= (its first-moment decay is betas[0])")
+        raise LandscapeError("optimizer='adam' has no momentum=; its first-moment decay is the first of betas=")
     momentum = (0.9 if optimizer == "sgd" else 0.0) if momentum is None else momentum
     weight_decay = (5e-4 if optimizer == "sgd" else 0.0) if weight_decay is None else weight_decay
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("save_every", save_every)):

@@ -25,6 +25,7 @@ COMMANDS = {
     "connect": ["connect", "{ckpt}", "{ckpt}", "--points", "3", "--n-samples", "32", "--recal-samples", "32",
                 "--quiet"],
     "sharpness": ["sharpness", "{ckpt}", "--n-samples", "32", "--steps", "2", "--draws", "2", "--quiet"],
+    "curvature": ["curvature", "{ckpt}", "--n-samples", "32", "--quiet"],
 }
 
 

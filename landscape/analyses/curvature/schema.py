@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,11 +101,26 @@ def _committed(f: h5py.File) -> int:
     return held if n is None else min(int(n), held)
 
 
+def _open_for_append(path: str | os.PathLike[str], *, wait: float = 30.0) -> h5py.File:
+    """Open for appending; a reader holding the file (``landscape info`` or ``plot`` while training runs) makes
+    HDF5 refuse the lock at once, so retry for up to ``wait`` seconds before giving up with the usual error."""
+    deadline = time.monotonic() + wait
+    delay = 0.05
+    while True:
+        try:
+            return h5py.File(path, "a")
+        except OSError as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                return open_h5(path, "a")  # the one-line error (or success, if the reader just left)
+        time.sleep(delay)
+        delay = min(2 * delay, 1.0)
+
+
 @contextlib.contextmanager
 def _in_place(path: str | os.PathLike[str]) -> Iterator[h5py.File]:
     """Open for an in-place change under the output lock; a failed write (full disk…) is one line."""
     with output_lock(path), surfaced_h5_errors() as swallowed:
-        f = open_h5(path, "a")
+        f = _open_for_append(path)
         try:
             with f:
                 yield f

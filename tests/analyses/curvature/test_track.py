@@ -133,3 +133,25 @@ def test_cold_tracking_agrees_with_warm_within_tolerance(tmp_path):
 def test_bad_settings_are_one_line(tmp_path, kwargs, fragment):
     with pytest.raises(LandscapeError, match=fragment):
         CurvatureTracker(tmp_path / "c.h5", data=tiny_data(), **{"every": 1, **kwargs})
+
+
+def test_an_append_waits_for_a_reader_holding_the_file(tmp_path):
+    """``landscape info RUN/curvature.h5`` during training holds a read lock on the file (another process): the
+    next row waits for it, and training does not fail."""
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "c.h5"
+    store.create(path)
+    reader = subprocess.Popen([sys.executable, "-c", "import h5py, sys, time\n"
+                               f"f = h5py.File({str(path)!r}, 'r'); print('open', flush=True); time.sleep(1.5)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout is not None and reader.stdout.readline().strip() == "open"
+        t0 = time.monotonic()
+        assert store.append(path, {k: [1] for k in store.ROW_FIELDS}) == 1
+        assert time.monotonic() - t0 > 0.3  # it did wait for the reader
+    finally:
+        reader.wait(timeout=30)
+    assert store.read(path).rows["step"].tolist() == [1]
