@@ -166,3 +166,21 @@ def test_cli_resume_without_tracking_is_refused_when_the_run_tracked(tmp_path):
     assert res.exit_code == 1 and "trained with curvature tracking (curvature.h5)" in res.output
     res = CliRunner().invoke(main, [*base, "--resume", "--track-curvature", "2"])
     assert res.exit_code == 1 and "every: file 1 vs now 2" in res.output
+
+
+def test_probe_file_records_the_training_data(tmp_path):
+    """``train --probe-every`` stores data_dir, n_samples (the training subset's size) and subset in the probe file,
+    so its provenance record says which samples the run saw."""
+    import h5py
+
+    from landscape.core.store import read_attrs
+
+    run = tmp_path / "r"
+    res = CliRunner().invoke(main, ["train", "mlp", "--n-train", "32", "--batch-size", "16", "--epochs", "1",
+                                    "--probe-every", "1", "--probe-eta", "0.1", "--device", "cpu", "--quiet",
+                                    "--out", str(run)])
+    assert res.exit_code == 0, res.output
+    with h5py.File(run / "predictiveness.h5", "r") as f:
+        attrs = read_attrs(f)
+    assert attrs["n_samples"] == 32 and attrs["subset"] is True and attrs["data_dir"] == "null"
+    assert attrs["batch_size"] == 16
