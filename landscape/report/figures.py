@@ -15,16 +15,14 @@ from typing import Any
 
 import numpy as np
 
+# One palette, style and log-scale rule for every figure of the package (core/figure.py).
+from landscape.core.figure import LOG_SPAN, STYLE
+from landscape.core.figure import PALETTE as OKABE_ITO
 from landscape.errors import LandscapeError
 from landscape.report.collect import Study, read_study
 from landscape.report.stats import summarise
 
-OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
 FORMATS = ("png", "pdf", "svg")
-STYLE: dict[str, Any] = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "legend.fontsize": 8, "xtick.labelsize": 8,
-         "ytick.labelsize": 8, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
-         "axes.spines.right": False, "figure.dpi": 100, "savefig.dpi": 150}
-LOG_SPAN = 100.0  # a quantity spanning more than this factor is drawn on a log scale (and the figure says so)
 
 
 def colours(study: Study) -> dict[str, str]:
