@@ -24,6 +24,7 @@ for _module in (predictiveness, inputspace, attention):
 sharpness = _api._one_call("sharpness")
 invariance_check = _api._one_call("sharpness", "invariance_check", "invariance")
 connect = _api._one_call("connectivity", public="connect")
+curvature = _api._one_call("curvature")
 
 __all__ = [
     "LandscapeError",
@@ -31,6 +32,7 @@ __all__ = [
     "attention",
     "build_model",
     "connect",
+    "curvature",
     "hessian",
     "inputspace",
     "invariance_check",

@@ -4,6 +4,7 @@ preconditioned sharpness, HVP counts) with ``.save(path)``, ``.plot(ax)`` and ``
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Sequence
@@ -231,3 +232,76 @@ def along_checkpoints(checkpoints: Sequence[str | os.PathLike[str]], *, n_sample
              "tol": tol, "seed": seed, "trace_probes": trace_probes, "warm_start": warm_start,
              "optimizer": str((meta.get("train_config") or {}).get("optimizer", "sgd")), "hessian_mode": "eval"}
     return Curvature(rows={k: np.asarray(v) for k, v in rows.items()}, attrs=attrs)
+
+
+def run(models: Any, data: Any, *, lr: float | Sequence[float] | None = None, steps: Sequence[int] | None = None,
+        n_samples: int | None = 256, tol: float = 1e-3, trace_probes: int = 0, warm_start: bool = True,
+        seed: int = 0, split: str = "train", loss_fn: Any = None, max_matvec: int | None = None,
+        out: str | os.PathLike[str] | None = None, overwrite: bool = False, device: str | None = None,
+        threads: int | None = None, progress: bool = False) -> Curvature:
+    """Top Hessian eigenvalue (and with ``trace_probes`` ≥ 4 the Hutch++ trace) of each model in ``models`` — a
+    sequence of snapshots along training, or one model — on one fixed seeded set of ``n_samples`` samples of
+    ``data``, Lanczos warm-started from the previous model's eigenvector. ``lr`` (one value or one per model) gives
+    the 2/η threshold of each row; ``steps`` labels the rows (default 0, 1, …). ``loss_fn`` returns one loss per
+    sample (default cross-entropy). The models are left as found. With ``out`` the result is also written there."""
+    from torch import nn
+    from tqdm.auto import tqdm
+
+    from landscape.analyses.curvature.measure import fixed_set, measure
+    from landscape.api import _device_of, as_tensors
+    from landscape.core.evaluate import check_per_sample, cross_entropy
+    from landscape.core.fs import output_lock
+    from landscape.core.provenance import provenance
+
+    snapshots = [models] if isinstance(models, nn.Module) else list(models)
+    if not snapshots or not all(isinstance(m, nn.Module) for m in snapshots):
+        raise LandscapeError("models must be an nn.Module or a non-empty sequence of them (snapshots along "
+                             "training)")
+    rates = [lr] * len(snapshots) if lr is None or isinstance(lr, (int, float)) else [float(v) for v in lr]
+    if len(rates) != len(snapshots):
+        raise LandscapeError(f"lr= gives {len(rates)} step sizes for {len(snapshots)} models; give one, or one "
+                             "per model")
+    labels = list(range(len(snapshots))) if steps is None else [int(s) for s in steps]
+    if len(labels) != len(snapshots):
+        raise LandscapeError(f"steps= gives {len(labels)} labels for {len(snapshots)} models")
+    if threads is not None:
+        from landscape.core.threads import set_threads
+
+        set_threads(threads)
+    dev = _device_of(snapshots[0], device)
+    per_sample = loss_fn or cross_entropy
+
+    def mean_loss(outputs: Any, targets: Any) -> Any:
+        return check_per_sample(per_sample(outputs, targets), len(targets)).mean()
+
+    inputs, targets, name = as_tensors(data, split=split, seed=seed)
+    xs, ys = fixed_set(inputs, targets, n_samples=min(n_samples or len(targets), len(targets)), seed=seed)
+    batch = (xs.to(dev), ys.to(dev))
+    with output_lock(out) if out is not None else contextlib.nullcontext():
+        if out is not None and os.path.exists(out) and not overwrite:
+            raise LandscapeError(f"{os.fspath(out)} exists; pass overwrite=True to replace it or choose another out=")
+        rows: dict[str, list[Any]] = {k: [] for k in ROW_FIELDS}
+        vector = None
+        for model, rate, step in tqdm(list(zip(snapshots, rates, labels)), desc="curvature", unit="model",
+                                      disable=not progress, leave=False):
+            _device_of(model, str(dev))
+            m = measure(model, [batch], loss_fn=mean_loss, tol=tol, seed=seed,
+                        v0=vector if warm_start else None, max_matvec=max_matvec, trace_probes=trace_probes)
+            vector = m.vector
+            two = 2 / rate if rate is not None and rate > 0 else math.nan
+            values = {"step": step, "epoch": 0, "lr": math.nan if rate is None else float(rate),
+                      "two_over_lr": two, "threshold": two, "precond_threshold": math.nan,
+                      "lambda_max": m.lambda_max, "lambda_residual": m.lambda_residual,
+                      "lambda_converged": int(m.lambda_converged), "lambda_matvecs": m.lambda_matvecs,
+                      "loss": m.loss, "trace": m.trace, "trace_stderr": m.trace_stderr,
+                      "trace_matvecs": m.trace_matvecs, "precond_lambda_max": math.nan,
+                      "precond_residual": math.nan, "precond_matvecs": 0, "seconds": m.seconds}
+            for k, v in values.items():
+                rows[k].append(v)
+        record = provenance(snapshots[-1], dataset=name, split=split if name else None, n_samples=len(ys),
+                            seed=seed)
+        attrs = {**record.attrs(), "source": "models", "n_models": len(snapshots), "n_samples": len(ys),
+                 "tol": tol, "seed": seed, "trace_probes": trace_probes, "warm_start": warm_start,
+                 "optimizer": "unknown", "hessian_mode": "eval"}
+        result = Curvature(rows={k: np.asarray(v) for k, v in rows.items()}, attrs=attrs)
+        return result if out is None else result.save(out, overwrite=True)
