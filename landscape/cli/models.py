@@ -24,6 +24,9 @@ def models(num_classes: int, in_channels: int, pattern: str | None) -> None:
         # Build on the meta device: shapes only, no memory, so even resnet34 lists instantly.
         with torch.device("meta"):
             net = build_model(name, num_classes=num_classes, in_channels=in_channels)
-        block = next(m for m in net.modules() if hasattr(m, "merge") and hasattr(m, "shortcut"))
-        att = type(block.attention).__name__ if block.attention is not None else "-"
-        click.echo(f"{name:<22}{count_parameters(net):>12,}  {block.merge:<5}  {att}")
+        # Models without residual blocks (the MLP) have no merge or attention to show.
+        block = next((m for m in net.modules() if hasattr(m, "merge") and hasattr(m, "shortcut")), None)
+        attention = getattr(block, "attention", None)
+        att = type(attention).__name__ if attention is not None else "-"
+        merge = getattr(block, "merge", None) or "-"
+        click.echo(f"{name:<22}{count_parameters(net):>12,}  {merge:<5}  {att}")
