@@ -146,7 +146,8 @@ def surfaces(study: Study, plt: Any) -> Any:
         ax.set_xlabel("α (filter-normalised random direction)")
         ax.set_ylabel("training loss")
         ax.set_title(f"{name}: 1D")
-        ax.legend(loc="upper center", fontsize=7)
+        # Lower right: away from the note (upper left) and, for a basin, below the rising right branch.
+        ax.legend(loc="lower right", fontsize=7)
     if twod:
         data = {(n, m.label): read(study.result(m, seed, n)) for n, m in twod}
         allv = np.concatenate([d.loss[np.isfinite(d.loss)].ravel() for d in data.values()])
@@ -166,6 +167,9 @@ def surfaces(study: Study, plt: Any) -> Any:
             ax.set_ylabel("β (direction 2)")
             ax.set_aspect("equal")
         cbar = fig.colorbar(cs, ax=axes[len(one):], shrink=0.85)
+        if log:  # a contourf colour bar on a LogNorm gets no ticks of its own: label the decades
+            decades = 10.0 ** np.arange(np.ceil(np.log10(lo)), np.floor(np.log10(hi)) + 1)
+            cbar.set_ticks(list(decades), labels=[f"1e{int(np.log10(t))}" for t in decades])
         cbar.set_label(f"training loss ({'log' if log else 'linear'} colour scale)")
         fig.suptitle(f"2D: one {'log' if log else 'linear'} colour scale shared by all contours (loss {lo:.3g}.."
                      f"{hi:.3g}{', chosen because it spans more than ' + format(LOG_SPAN, 'g') + '×' if log else ''}); "
