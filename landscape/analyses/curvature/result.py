@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from landscape.analyses.curvature.schema import ROW_FIELDS
 from landscape.errors import LandscapeError
 
 if TYPE_CHECKING:
@@ -181,6 +180,8 @@ def along_checkpoints(checkpoints: Sequence[str | os.PathLike[str]], *, n_sample
     if not paths:
         raise LandscapeError("no checkpoints to measure; give a run folder or checkpoint files")
     dev = resolve_device(device)
+    from landscape.analyses.curvature.schema import ROW_FIELDS
+
     rows: dict[str, list[Any]] = {k: [] for k in ROW_FIELDS}
     vector = None
     data_key: tuple[Any, ...] | None = None
@@ -280,6 +281,8 @@ def run(models: Any, data: Any, *, lr: float | Sequence[float] | None = None, st
     with output_lock(out) if out is not None else contextlib.nullcontext():
         if out is not None and os.path.exists(out) and not overwrite:
             raise LandscapeError(f"{os.fspath(out)} exists; pass overwrite=True to replace it or choose another out=")
+        from landscape.analyses.curvature.schema import ROW_FIELDS
+
         rows: dict[str, list[Any]] = {k: [] for k in ROW_FIELDS}
         vector = None
         for model, rate, step in tqdm(list(zip(snapshots, rates, labels)), desc="curvature", unit="model",
