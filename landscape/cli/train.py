@@ -1,10 +1,12 @@
 """``landscape train``: SGD, full-batch gradient descent or Adam, with metrics, trajectory checkpoints, resume, and
-optional probes (gradient predictiveness) and curvature tracking during training."""
+optional probes (gradient predictiveness) and curvature tracking during training; under torchrun, data-parallel
+(DistributedDataParallel) with rank 0 writing the run folder."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import click
 
@@ -35,7 +37,8 @@ def _betas(text: str | None) -> tuple[float, float] | None:
               help="sgd (minibatches), gd (full-batch gradient descent on the whole training set, one step per "
                    "epoch) or adam.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="Minibatch size for sgd and adam [default: 64]; gd always takes the whole training set.")
+              help="Minibatch size for sgd and adam [default: 64]; gd always takes the whole training set. Under "
+                   "torchrun the global batch, shared out among the processes.")
 @click.option("--lr", type=float, default=0.05, show_default=True, help="Peak learning rate.")
 @click.option("--momentum", type=float, default=None,
               help="Heavy-ball momentum of sgd and gd [default: 0.9 for sgd, 0 for gd].")
@@ -73,6 +76,9 @@ def _betas(text: str | None) -> tuple[float, float] | None:
 @click.option("--track-trace", is_flag=True, help="Also track the Hessian trace (Hutch++).")
 @click.option("--track-trace-probes", type=click.IntRange(min=4), default=None,
               help="Hutch++ probes for --track-trace [default: 30].")
+@click.option("--sync-bn", is_flag=True,
+              help="Under torchrun on GPUs: BatchNorm statistics over the whole batch (SyncBatchNorm) instead of "
+                   "each process's share.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(model: str, dataset: str, data_dir: str | None, n_train: int | None, epochs: int, optimizer: str,
           batch_size: int | None, lr: float, momentum: float | None, weight_decay: float | None, betas: str | None,
@@ -80,13 +86,54 @@ def train(model: str, dataset: str, data_dir: str | None, n_train: int | None, e
           seed: int, device: str, out_dir: str | None, save_every: int, resume: bool, probe_every: int | None,
           probe_eta: str | None, probe_bn: Literal["train", "eval"], track_curvature: int | None,
           track_samples: int | None, track_tol: float | None, track_trace: bool, track_trace_probes: int | None,
-          quiet: bool) -> None:
-    """Train MODEL (a registered name or package.module:callable); writes checkpoints and metrics.csv."""
+          sync_bn: bool, quiet: bool) -> None:
+    """Train MODEL (a registered name or package.module:callable); writes checkpoints and metrics.csv.
+
+    Under torchrun (torchrun --nproc_per_node N -m landscape train ...) the model is trained data-parallel: each
+    process takes its share of every (global) batch, and rank 0 writes the run folder; see docs/scale.md.
+    """
+    from landscape.core import distributed
+    from landscape.core.device import resolve_device
+
+    dev = distributed.device_for(resolve_device(device))
+    distributed.init(dev)
+    try:
+        with contextlib.ExitStack() as stack:
+            with distributed.agree():  # a refusal ends every process with one line (from rank 0)
+                run = _prepare(stack, model, dataset, data_dir, n_train, epochs, optimizer, batch_size, lr, momentum,
+                               weight_decay, betas, loss, schedule, augment, width, model_options, seed, dev,
+                               out_dir, save_every, resume, probe_every, probe_eta, probe_bn, track_curvature,
+                               track_samples, track_tol, track_trace, track_trace_probes, sync_bn, quiet)
+            from landscape.training import train as run_training
+
+            result = run_training(**run)
+    except distributed.PeerError:
+        if not distributed.world().main:
+            raise click.exceptions.Exit(1) from None  # rank 0 prints the one line
+        raise
+    finally:
+        distributed.finish()
+    if distributed.world().main:
+        last = result.metrics[-1]
+        click.echo(f"{model} on {dataset}: train loss {last['train_loss']:.4f}, test acc {last['test_acc']:.4f} "
+                   f"after {last['epoch']} epochs ({result.seconds:.1f} s) -> {result.final_checkpoint}")
+
+
+def _prepare(stack: contextlib.ExitStack, model: str, dataset: str, data_dir: str | None, n_train: int | None,
+             epochs: int, optimizer: str, batch_size: int | None, lr: float, momentum: float | None,
+             weight_decay: float | None, betas: str | None, loss: str, schedule: str, augment: bool | None,
+             width: float | None, model_options: tuple[str, ...], seed: int, device: Any, out_dir: str | None,
+             save_every: int, resume: bool, probe_every: int | None, probe_eta: str | None,
+             probe_bn: Literal["train", "eval"], track_curvature: int | None, track_samples: int | None,
+             track_tol: float | None, track_trace: bool, track_trace_probes: int | None, sync_bn: bool,
+             quiet: bool) -> dict[str, Any]:
+    """Everything the command loads and checks before training (rank 0 takes the run folder's lock into
+    ``stack``): the arguments of ``landscape.training.train``."""
+    from landscape.core import distributed
     from landscape.core.data import dataset_info, load_dataset
     from landscape.core.fs import output_lock
     from landscape.errors import LandscapeError
     from landscape.training import seeded_model
-    from landscape.training import train as run_training
 
     info = dataset_info(dataset)
     options = parse_key_values(model_options)
@@ -138,9 +185,13 @@ def train(model: str, dataset: str, data_dir: str | None, n_train: int | None, e
                    "subset": n_train is not None, "optimizer": optimizer, "lr": lr, "loss": loss,
                    "schedule": schedule}))
     net = seeded_model(model, num_classes=info.num_classes, in_channels=info.in_channels, seed=seed, **options)
+    if sync_bn and callbacks and distributed.world().size > 1:
+        raise LandscapeError("--probe-every/--track-curvature run on rank 0 alone, where SyncBatchNorm would wait "
+                             "for the other processes: drop --sync-bn or them")
     # Held from the first look into the run folder to the end (train() takes it again, re-entrantly): a second
-    # run into the same folder is refused before it reads or writes anything there.
-    with output_lock(run_dir):
+    # run into the same folder is refused before it reads or writes anything there. Under torchrun: rank 0's.
+    if distributed.world().main:
+        stack.enter_context(output_lock(run_dir))
         if probe_every is None and resume and (run_dir / "predictiveness.h5").exists():
             # Resuming unprobed would leave the probe file silently covering only the first part of training.
             raise LandscapeError(f"{run_dir} was trained with probes (predictiveness.h5): resume with the same "
@@ -148,15 +199,9 @@ def train(model: str, dataset: str, data_dir: str | None, n_train: int | None, e
         if track_curvature is None and resume and (run_dir / "curvature.h5").exists():
             raise LandscapeError(f"{run_dir} was trained with curvature tracking (curvature.h5): resume with the same "
                                  "--track-curvature/--track-samples/--track-tol/--track-trace, or delete that file")
-        result = run_training(
-            net, train_data, test_data, epochs=epochs, lr=lr, optimizer=optimizer,
-            batch_size=batch_size, momentum=momentum,
-            weight_decay=weight_decay, loss=loss, schedule=schedule, seed=seed, device=device, out_dir=run_dir,
-            save_every=save_every, resume=resume,
-            augment=(info.augment and optimizer != "gd") if augment is None else augment,
-            meta={"dataset": dataset, "data_dir": data_dir, "n_train": n_train}, progress=not quiet,
-            callbacks=callbacks, betas=adam_betas or (0.9, 0.999),
-        )
-    last = result.metrics[-1]
-    click.echo(f"{model} on {dataset}: train loss {last['train_loss']:.4f}, test acc {last['test_acc']:.4f} "
-               f"after {last['epoch']} epochs ({result.seconds:.1f} s) -> {result.final_checkpoint}")
+    return dict(model=net, train_data=train_data, test_data=test_data, epochs=epochs, lr=lr, optimizer=optimizer,
+                batch_size=batch_size, momentum=momentum, weight_decay=weight_decay, loss=loss, schedule=schedule,
+                seed=seed, device=device, out_dir=run_dir, save_every=save_every, resume=resume,
+                augment=(info.augment and optimizer != "gd") if augment is None else augment,
+                meta={"dataset": dataset, "data_dir": data_dir, "n_train": n_train}, progress=not quiet,
+                callbacks=callbacks, betas=adam_betas or (0.9, 0.999), sync_bn=sync_bn)

@@ -180,3 +180,36 @@ def agree() -> Iterator[None]:
             raise_first(errors)
         raise
     raise_first(all_gather(None))
+
+
+def shard_bounds(n: int, *, rank: int, size: int) -> tuple[int, int]:
+    """The contiguous share ``[lo, hi)`` of ``n`` items that ``rank`` of ``size`` takes: shares differ by at most
+    one item (the first ``n % size`` ranks take one more, as ``torch.tensor_split``), and may be empty."""
+    base, extra = divmod(n, size)
+    lo = rank * base + min(rank, extra)
+    return lo, lo + base + (rank < extra)
+
+
+def all_sum(values: torch.Tensor, *, error: BaseException | None = None) -> torch.Tensor:
+    """``values`` (a 1-D float64 tensor on this rank's device) summed over every rank, in one all-reduce that
+    also says whether any rank failed: pass the exception this rank caught since the last collective (else
+    ``None``). If any rank failed, every rank raises :class:`PeerError` with the first failing rank's message (the
+    messages are exchanged only then); a failing rank re-raises its own exception when it is not a
+    :class:`LandscapeError`. For one process: ``error`` is raised, else ``values`` come back as they are.
+
+    The cheap form of :func:`agree` for a loop that meets every step: a tensor all-reduce, no pickling.
+    """
+    if not active():
+        if error is not None:
+            raise error
+        return values
+    box = torch.cat([values.detach().to(torch.float64).reshape(-1),
+                     torch.tensor([float(error is not None)], dtype=torch.float64, device=values.device)])
+    dist.all_reduce(box)
+    if float(box[-1]) > 0:
+        w = world()
+        errors = all_gather(None if error is None else describe(error, rank=w.rank))
+        if error is not None and not isinstance(error, (LandscapeError, KeyboardInterrupt)):
+            raise error  # this rank's own bug: its traceback stays visible here
+        raise_first(errors)
+    return box[:-1]

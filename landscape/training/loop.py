@@ -9,6 +9,17 @@ Callbacks are objects with any of ``on_train_begin(*, model, start_step, resumed
 :class:`StepContext`), ``on_epoch_end(*, epoch, metrics)`` and ``on_train_end()``. One with a ``state_key``
 attribute and ``state_dict()``/``load_state_dict(state)`` methods has its state saved in ``last.pt`` at each
 epoch's end and given back before ``on_train_begin`` of a resumed run (e.g. a tracker's warm-start vector).
+
+Under torchrun (``WORLD_SIZE`` > 1) the model is wrapped in ``DistributedDataParallel`` (gloo on CPU, NCCL on
+``cuda:LOCAL_RANK``). ``batch_size`` stays the global batch: every rank draws the same seeded order, and rank ``r``
+takes its contiguous share of each batch (:func:`landscape.core.distributed.shard_bounds`; shares may differ by
+one sample). Each share's loss *sum* is scaled by ``world size / batch``, so DDP's average of the ranks' gradients
+is the mean gradient of the whole batch, as in one process, for any batch size and the epoch's short last batch.
+Rank 0 alone holds the folder's lock, reads ``last.pt`` (and sends the optimizer and RNG state to the others; DDP
+sends its weights), evaluates, writes every file and runs the callbacks, on the unwrapped model and the whole batch;
+the others wait at the end of each epoch. Checkpoints are the unwrapped model's: the same files as one process.
+BatchNorm normalises each rank's share with its own statistics unless ``sync_bn`` (``torch.nn.SyncBatchNorm``,
+CUDA only); running statistics in checkpoints are rank 0's.
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import errno
+import inspect
 import io
 import json
 import math
@@ -30,6 +42,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from landscape.core import distributed
 from landscape.core.checkpoint import (
     architecture_difference,
     checkpoint_meta,
@@ -47,7 +60,7 @@ from landscape.training.losses import batch_mean, check_loss, per_sample
 SCHEDULES = ("cosine", "step", "constant")
 OPTIMIZERS = ("sgd", "gd", "adam")
 # Settings that runs written before they existed used: resuming such a run compares against these.
-_OLD_DEFAULTS: dict[str, Any] = {"optimizer": "sgd", "loss": "cross_entropy"}
+_OLD_DEFAULTS: dict[str, Any] = {"optimizer": "sgd", "loss": "cross_entropy", "sync_bn": False}
 _METRIC_FIELDS = ["epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"]
 
 
@@ -199,6 +212,7 @@ def train(
     callbacks: Sequence[Any] = (),
     meta: dict[str, Any] | None = None,
     progress: bool = True,
+    sync_bn: bool = False,
 ) -> TrainResult:
     """Train ``model`` on ``train_data``; see the module docstring for the run folder.
 
@@ -207,7 +221,39 @@ def train(
     ``train_data``, so ``batch_size`` stays unset; ``momentum`` and ``weight_decay`` default 0) or ``"adam"``
     (``betas``, ``eps``; ``weight_decay`` default 0, L2 as in ``torch.optim.Adam``). ``loss``: ``"cross_entropy"``
     or ``"mse"`` (``½‖f(x) − onehot(y)‖²``); ``lr`` is the peak of ``schedule``.
+
+    Under torchrun, call it on every rank with the same arguments (``batch_size`` is the global batch; see the
+    module docstring); ``sync_bn=True`` turns the model's BatchNorm layers into ``SyncBatchNorm`` (CUDA, several
+    processes; ignored in one process). The process group is joined here and left for the caller to end
+    (``landscape.core.distributed.finish()``; the CLI does).
     """
+    device = distributed.device_for(resolve_device(device))
+    w = distributed.init(device)
+    with contextlib.ExitStack() as stack:
+        with distributed.agree():  # a refusal (the same on every rank, or rank 0's lock) ends all with one line
+            settings, batch_size = _check_arguments(
+                model, train_data, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
+                momentum=momentum, weight_decay=weight_decay, betas=betas, eps=eps, loss=loss, schedule=schedule,
+                save_every=save_every, augment=augment, callbacks=callbacks, sync_bn=sync_bn, device=device, world=w)
+            # One writer per run folder, from before anything in it is read or created to the end: two runs into
+            # one folder would interleave their epochs and probe rows. Under torchrun rank 0 is that writer.
+            if w.main:
+                stack.enter_context(output_lock(out_dir))
+                _sweep_temp_files(ensure_writable_dir(out_dir))
+        return _train_locked(
+            model, train_data, test_data, epochs=epochs, batch_size=batch_size, lr=lr, settings=settings,
+            schedule=schedule, seed=seed, device=device, out=Path(out_dir), save_every=save_every,
+            resume=resume, augment=augment, callbacks=callbacks if w.main else (), meta=meta, progress=progress,
+            sync_bn=sync_bn, world=w)
+
+
+def _check_arguments(
+    model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor], *, epochs: int, batch_size: int | None,
+    lr: float, optimizer: str, momentum: float | None, weight_decay: float | None, betas: tuple[float, float],
+    eps: float, loss: str, schedule: str, save_every: int, augment: bool, callbacks: Sequence[Any], sync_bn: bool,
+    device: torch.device, world: distributed.World,
+) -> tuple[_Settings, int]:
+    """Validate :func:`train`'s arguments: the run's settings and its (global) batch size."""
     if schedule not in SCHEDULES:
         raise LandscapeError(f"schedule='{schedule}'; use one of {', '.join(SCHEDULES)}")
     if optimizer not in OPTIMIZERS:
@@ -240,18 +286,24 @@ def train(
         raise LandscapeError(f"betas={betas} must both lie in [0, 1), e.g. (0.9, 0.999)")
     if not (math.isfinite(eps) and eps > 0):
         raise LandscapeError(f"eps={eps} must be a finite positive number, e.g. 1e-8")
-    device = resolve_device(device)
+    if world.size > 1:
+        if sync_bn and device.type != "cuda":
+            raise LandscapeError("sync_bn=True needs CUDA processes (torch's SyncBatchNorm runs on GPUs only); on "
+                                 "CPU drop it: each process then normalises its own share of the batch")
+        if sync_bn and callbacks:
+            raise LandscapeError("callbacks= (probes, curvature tracking) run on rank 0 alone, where SyncBatchNorm "
+                                 "would wait for the other processes: drop sync_bn=True or the callbacks")
+        n = len(train_data[1])
+        smallest = min(batch_size, n % batch_size or batch_size)
+        bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+        if bn and not sync_bn and smallest // world.size < 2:
+            raise LandscapeError(
+                f"a batch of {smallest} sample(s) (batch_size={batch_size}, {n} training samples) gives some of the "
+                f"{world.size} processes fewer than 2 samples, and BatchNorm needs 2 per process in train mode; "
+                "choose another batch_size= (the global batch)")
     settings = _Settings(optimizer=optimizer, momentum=momentum, weight_decay=weight_decay, betas=betas, eps=eps,
                          loss=loss)
-    # One writer per run folder, from before anything in it is read or created to the end: two runs into one
-    # folder would interleave their epochs and probe rows.
-    with output_lock(out_dir):
-        out = ensure_writable_dir(out_dir)
-        _sweep_temp_files(out)
-        return _train_locked(
-            model, train_data, test_data, epochs=epochs, batch_size=batch_size, lr=lr, settings=settings,
-            schedule=schedule, seed=seed, device=device, out=out, save_every=save_every,
-            resume=resume, augment=augment, callbacks=callbacks, meta=meta, progress=progress)
+    return settings, batch_size
 
 
 @dataclass(frozen=True)
@@ -301,51 +353,48 @@ def _train_locked(
     test_data: tuple[torch.Tensor, torch.Tensor] | None, *, epochs: int, batch_size: int, lr: float,
     settings: _Settings, schedule: str, seed: int, device: torch.device, out: Path,
     save_every: int, resume: bool, augment: bool, callbacks: Sequence[Any], meta: dict[str, Any] | None,
-    progress: bool,
+    progress: bool, sync_bn: bool, world: distributed.World,
 ) -> TrainResult:
-    """The body of :func:`train`, run while holding the lock of ``out``."""
+    """The body of :func:`train`, run while rank 0 holds the lock of ``out`` (``callbacks``: rank 0's only)."""
     config = {"epochs": epochs, "batch_size": batch_size, "lr": lr, **settings.config(), "schedule": schedule,
               "seed": seed, "augment": augment, "n_train": len(train_data[1])}
+    if sync_bn:  # only then: a one-process checkpoint keeps the layout it always had
+        config["sync_bn"] = True
     meta = dict(meta or {})
     model.to(device)
+    ddp = world.size > 1
+    if ddp and sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer = settings.build(model.parameters(), lr)
     full_batch = settings.optimizer == "gd"
     loss_name = settings.loss
     step_loss = batch_mean(loss_name)
     generator = torch.Generator().manual_seed(seed)
     rows: list[dict[str, float]] = []
-    start_epoch = 0
     last = out / "last.pt"
-    if resume and last.exists():
-        state = read_checkpoint_file(last)
-        saved_meta = checkpoint_meta(state, last)
-        saved = saved_meta.get("train_config", {})
-        diff = [f"{k}: run {saved.get(k, _OLD_DEFAULTS.get(k))!r} vs now {v!r}" for k, v in config.items()
-                if saved.get(k, _OLD_DEFAULTS.get(k)) != v]
-        now_meta = {**getattr(model, "landscape_spec", {}), **meta}
-        if arch := architecture_difference(saved_meta, now_meta):
-            diff.insert(0, f"model: run vs now {arch}")
-        if saved_meta.get("dataset") != now_meta.get("dataset"):
-            diff.insert(0, f"dataset: run {saved_meta.get('dataset')!r} vs now {now_meta.get('dataset')!r}")
-        if diff:
-            raise LandscapeError(f"cannot resume {out} with other settings ({'; '.join(diff)})")
-        model.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        try:
-            rows = json.loads(state["metrics_rows"])
-        except (KeyError, TypeError, ValueError):
-            raise LandscapeError(f"{last} lacks readable training state (metrics_rows); delete it and start the run "
-                                 "afresh, or restore it from a backup") from None
-        start_epoch = int(state["epoch"])
-        saved_states = state.get("callbacks") or {}
-        for cb in callbacks:
-            key = getattr(cb, "state_key", None)
-            if key and key in saved_states:
-                cb.load_state_dict(saved_states[key])
-    elif not resume and (last.exists() or (out / "final.pt").exists()):
-        raise LandscapeError(f"{out} already holds a training run; pass resume=True to continue it or choose another "
-                             "out_dir=")
+    resumed: dict[str, Any] | None = None
+    with distributed.agree():  # rank 0 alone reads the folder; a refusal there ends every rank with its line
+        if world.main:
+            resumed = _read_resume(last, model, callbacks, config=config, sync_bn=sync_bn, meta=meta, resume=resume)
+    # The other ranks get the optimizer and RNG state from rank 0, and the weights when DDP wraps the model.
+    resumed = distributed.broadcast(resumed)
+    start_epoch = 0
+    if resumed is not None:
+        optimizer.load_state_dict(resumed["optimizer"])
+        generator.set_state(resumed["generator"])
+        rows = resumed["rows"]
+        start_epoch = resumed["epoch"]
+    net: nn.Module = model
+    if ddp:
+        # No buffer broadcast in forward: then forward holds no collective, and a failed forward on one rank is
+        # agreed on after it (_shard_step); rank 0's buffers, the ones saved, are the same either way.
+        ddp_class = nn.parallel.DistributedDataParallel
+        no_sync = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(ddp_class).parameters \
+            else "broadcast_buffers"  # the name before torch 2.13
+        options: dict[str, Any] = {no_sync: False}
+        net = ddp_class(model, device_ids=[device.index] if device.type == "cuda" else None, **options)
+    # The other ranks hold no callbacks; whether rank 0 does decides whether each step ends with an agreement.
+    guard_callbacks = ddp and distributed.broadcast(bool(callbacks))
 
     x_train, y_train = train_data[0].to(device), train_data[1].to(device)
     n = len(y_train)
@@ -358,18 +407,22 @@ def _train_locked(
                 "optimizer": settings.optimizer, "loss": loss_name,
                 "metrics": rows[-1] if rows else {}, "train_config": config}
 
-    if start_epoch == 0:
-        _save(out / "epoch_0000.pt", model, ckpt_meta(0))
-    _call(callbacks, "on_train_begin", model=model, start_step=step, resumed=start_epoch > 0)
+    with distributed.agree():
+        if world.main:
+            if start_epoch == 0:
+                _save(out / "epoch_0000.pt", model, ckpt_meta(0))
+            _call(callbacks, "on_train_begin", model=model, start_step=step, resumed=start_epoch > 0)
     t0 = time.perf_counter()
-    bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", disable=not progress, leave=False)
+    bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", disable=not (progress and world.main),
+               leave=False)
     try:
         for epoch in range(start_epoch + 1, epochs + 1):
-            model.train()
+            net.train()
             # Full-batch GD draws nothing: the one step of an epoch sees the whole set in its stored order.
             perm = None if full_batch else torch.randperm(n, generator=generator).to(device)
             loss_sum, correct = 0.0, 0
             for i in range(0, n, batch_size):
+                # Every rank builds the whole batch (same order, same augmentation draws) and steps on its share.
                 if perm is None:
                     xb, yb = x_train, y_train
                 else:
@@ -381,47 +434,136 @@ def _train_locked(
                 for group in optimizer.param_groups:
                     group["lr"] = step_lr
                 optimizer.zero_grad(set_to_none=True)
-                outputs = model(xb)
-                loss = step_loss(outputs, yb)
-                loss.backward()
-                loss_value = loss.item()
-                if not math.isfinite(loss_value):
-                    raise LandscapeError(f"training diverged at epoch {epoch}, step {step} (loss {loss_value}); lower lr=")
-                _call(callbacks, "on_step", StepContext(model, xb, yb, loss_value, step, epoch, step_loss, step_lr,
-                                                        optimizer))
+                if ddp:
+                    batch_sum, batch_correct = _shard_step(net, xb, yb, loss_name=loss_name, world=world,
+                                                           epoch=epoch, step=step)
+                    loss_value = batch_sum / len(yb)
+                else:
+                    outputs = model(xb)
+                    loss = step_loss(outputs, yb)
+                    loss.backward()
+                    loss_value = loss.item()
+                    if not math.isfinite(loss_value):
+                        raise LandscapeError(f"training diverged at epoch {epoch}, step {step} (loss {loss_value}); "
+                                             "lower lr=")
+                    batch_sum, batch_correct = loss_value * len(yb), int((outputs.argmax(1) == yb).sum())
+                context = StepContext(model, xb, yb, loss_value, step, epoch, step_loss, step_lr, optimizer)
+                if guard_callbacks:  # rank 0's callbacks; a failure there ends every rank
+                    error = None
+                    try:
+                        _call(callbacks, "on_step", context)
+                    except Exception as exc:
+                        error = exc
+                    distributed.all_sum(torch.zeros(0, dtype=torch.float64, device=device), error=error)
+                else:
+                    _call(callbacks, "on_step", context)
                 optimizer.step()
-                loss_sum += loss_value * len(yb)
-                correct += int((outputs.argmax(1) == yb).sum())
+                loss_sum += batch_sum
+                correct += batch_correct
                 step += 1
                 bar.update(1)
             row = {"epoch": epoch, "step": step, "lr": optimizer.param_groups[0]["lr"],
                    "train_loss": loss_sum / n, "train_acc": correct / n,
                    "test_loss": float("nan"), "test_acc": float("nan"),
                    "seconds": time.perf_counter() - t0}
-            losses = {"train loss": row["train_loss"]}
-            if test_data is not None:
-                row["test_loss"], row["test_acc"] = evaluate(model, test_data, device=device, loss=loss_name)
-                losses["test loss"] = row["test_loss"]
-            else:  # without a test set, the last batch shows whether the epoch's last update blew up
-                losses["loss after the last step"] = evaluate(model, (xb, yb), device=device, loss=loss_name)[0]
-            # Before any of the epoch's files: a diverged epoch must not be saved, nor final.pt claim success.
-            _check_finite(model, losses, epoch=epoch)
-            rows.append(row)
-            bar.set_postfix(epoch=epoch, loss=f"{row['train_loss']:.3f}", test_acc=f"{row['test_acc']:.3f}")
-            _write_metrics(out / "metrics.csv", rows)
-            if epoch % save_every == 0 or epoch == epochs:
-                _save(out / f"epoch_{epoch:04d}.pt", model, ckpt_meta(epoch))
-            _call(callbacks, "on_epoch_end", epoch=epoch, metrics=row)
-            # last.pt is written after everything else of the epoch, so a crash never skips an epoch's files.
-            _save(last, model, ckpt_meta(epoch), optimizer=optimizer.state_dict(), generator=generator.get_state(),
-                  epoch=epoch, metrics_rows=json.dumps(rows), callbacks=_callback_states(callbacks))
+            with distributed.agree():  # rank 0 evaluates and writes; the others wait here; a failure ends all
+                if world.main:
+                    losses = {"train loss": row["train_loss"]}
+                    if test_data is not None:
+                        row["test_loss"], row["test_acc"] = evaluate(model, test_data, device=device, loss=loss_name)
+                        losses["test loss"] = row["test_loss"]
+                    else:  # without a test set, the last batch shows whether the epoch's last update blew up
+                        losses["loss after the last step"] = evaluate(model, (xb, yb), device=device,
+                                                                      loss=loss_name)[0]
+                    # Before any of the epoch's files: a diverged epoch must not be saved, nor final.pt claim success.
+                    _check_finite(model, losses, epoch=epoch)
+                    rows.append(row)
+                    bar.set_postfix(epoch=epoch, loss=f"{row['train_loss']:.3f}", test_acc=f"{row['test_acc']:.3f}")
+                    _write_metrics(out / "metrics.csv", rows)
+                    if epoch % save_every == 0 or epoch == epochs:
+                        _save(out / f"epoch_{epoch:04d}.pt", model, ckpt_meta(epoch))
+                    _call(callbacks, "on_epoch_end", epoch=epoch, metrics=row)
+                    # last.pt is written after everything else of the epoch, so a crash never skips an epoch's files.
+                    _save(last, model, ckpt_meta(epoch), optimizer=optimizer.state_dict(),
+                          generator=generator.get_state(), epoch=epoch, metrics_rows=json.dumps(rows),
+                          callbacks=_callback_states(callbacks))
+            if ddp:
+                row = distributed.broadcast(row)  # rank 0's (its test metrics and clock) on every rank
+                if not world.main:
+                    rows.append(row)
     finally:
         bar.close()
-    _call(callbacks, "on_train_end")
-    # A resumed run that was already complete never ran an epoch above: check the weights it would call final.
-    _check_finite(model, {}, epoch=epochs)
-    final = _save(out / "final.pt", model, ckpt_meta(epochs))
-    return TrainResult(out, final, rows, step, time.perf_counter() - t0, start_epoch)
+    with distributed.agree():
+        if world.main:
+            _call(callbacks, "on_train_end")
+            # A resumed run that was already complete never ran an epoch above: check the weights it calls final.
+            _check_finite(model, {}, epoch=epochs)
+            _save(out / "final.pt", model, ckpt_meta(epochs))
+    return TrainResult(out, out / "final.pt", rows, step, time.perf_counter() - t0, start_epoch)
+
+
+def _read_resume(last: Path, model: nn.Module, callbacks: Sequence[Any], *, config: dict[str, Any], sync_bn: bool,
+                 meta: dict[str, Any], resume: bool) -> dict[str, Any] | None:
+    """Rank 0: refuse a folder that holds another run, or load ``last.pt`` into ``model`` and ``callbacks`` and
+    return the optimizer and RNG state, the metric rows and the epoch to go on from (``None``: start afresh)."""
+    out = last.parent
+    if not (resume and last.exists()):
+        if not resume and (last.exists() or (out / "final.pt").exists()):
+            raise LandscapeError(f"{out} already holds a training run; pass resume=True to continue it or choose "
+                                 "another out_dir=")
+        return None
+    state = read_checkpoint_file(last)
+    saved_meta = checkpoint_meta(state, last)
+    saved = saved_meta.get("train_config", {})
+    diff = [f"{k}: run {saved.get(k, _OLD_DEFAULTS.get(k))!r} vs now {v!r}"
+            for k, v in {**config, "sync_bn": sync_bn}.items() if saved.get(k, _OLD_DEFAULTS.get(k)) != v]
+    now_meta = {**getattr(model, "landscape_spec", {}), **meta}
+    if arch := architecture_difference(saved_meta, now_meta):
+        diff.insert(0, f"model: run vs now {arch}")
+    if saved_meta.get("dataset") != now_meta.get("dataset"):
+        diff.insert(0, f"dataset: run {saved_meta.get('dataset')!r} vs now {now_meta.get('dataset')!r}")
+    if diff:
+        raise LandscapeError(f"cannot resume {out} with other settings ({'; '.join(diff)})")
+    model.load_state_dict(state["state_dict"])
+    try:
+        rows = json.loads(state["metrics_rows"])
+    except (KeyError, TypeError, ValueError):
+        raise LandscapeError(f"{last} lacks readable training state (metrics_rows); delete it and start the run "
+                             "afresh, or restore it from a backup") from None
+    saved_states = state.get("callbacks") or {}
+    for cb in callbacks:
+        key = getattr(cb, "state_key", None)
+        if key and key in saved_states:
+            cb.load_state_dict(saved_states[key])
+    return {"optimizer": state["optimizer"], "generator": state["generator"], "rows": rows,
+            "epoch": int(state["epoch"])}
+
+
+def _shard_step(net: nn.Module, xb: torch.Tensor, yb: torch.Tensor, *, loss_name: str, world: distributed.World,
+                epoch: int, step: int) -> tuple[float, int]:
+    """One DDP step's forward and backward on this rank's share of the global batch ``(xb, yb)``: returns the
+    batch's loss sum and correct count (over every rank).
+
+    The share's loss sum times ``world.size / len(yb)``, averaged over ranks by DDP, is the batch-mean loss: its
+    gradient is the one-process gradient whatever the share sizes (they differ when the batch does not divide).
+    """
+    lo, hi = distributed.shard_bounds(len(yb), rank=world.rank, size=world.size)
+    error: Exception | None = None
+    stats = torch.zeros(2, dtype=torch.float64, device=yb.device)
+    try:  # no collective in here (DDP without buffer broadcast): a failure is agreed on in the sum below
+        outputs = net(xb[lo:hi])
+        losses = per_sample(loss_name)(outputs, yb[lo:hi])
+        stats = torch.stack([losses.detach().sum(dtype=torch.float64),
+                             (outputs.detach().argmax(1) == yb[lo:hi]).sum().to(torch.float64)])
+    except Exception as exc:
+        error = exc
+    total = distributed.all_sum(stats, error=error)
+    batch_sum, correct = float(total[0]), int(total[1])
+    if not math.isfinite(batch_sum):  # the same sum on every rank: each stops, rank 0 says it
+        raise distributed.PeerError(f"training diverged at epoch {epoch}, step {step} (loss "
+                                    f"{batch_sum / len(yb)}); lower lr=")
+    (losses.sum() * (world.size / len(yb))).backward()
+    return batch_sum, correct
 
 
 def seeded_model(name: str, *, num_classes: int, in_channels: int, seed: int, **options: Any) -> nn.Module:
