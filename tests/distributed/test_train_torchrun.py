@@ -1,7 +1,7 @@
 """``torchrun -m landscape train`` on CPU with gloo: two processes (DistributedDataParallel, each with its share of
-every global batch) train the weights one process trains, to float tolerance; rank 0 alone writes the one-process
-files; an interrupted two-process run resumes to the uninterrupted one bit for bit; an error on one rank ends both
-with one line.
+every global batch) train the weights one process trains, and probe and track curvature as it does, to float
+tolerance; rank 0 alone writes the one-process files; an interrupted two-process run resumes to the uninterrupted
+one bit for bit; an error on one rank ends both with one line.
 
 Why not bit-identical to one process: one process differentiates the batch-mean loss; two processes each
 differentiate their share's loss sum scaled by 2/batch and DDP's all-reduce adds the two gradients, so the same
@@ -18,6 +18,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
@@ -25,10 +27,12 @@ import torch.distributed as dist
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
                                 reason="this torch build has no torch.distributed gloo backend")
 
-# 200 samples in batches of 45: four of 45 (shares 23 + 22: unequal) and a short last one of 20 (10 + 10).
+# 200 samples in batches of 45: four of 45 (shares 23 + 22: unequal) and a short last one of 20 (10 + 10); probes
+# every 3 steps and λmax every 4 (rank 0, on the whole batch).
 ARGS = ["mlp", "--n-train", "200", "--batch-size", "45", "--epochs", "2", "--lr", "0.1", "--seed", "3",
-        "--device", "cpu", "--quiet"]
+        "--device", "cpu", "--quiet", "--probe-every", "3", "--track-curvature", "4", "--track-samples", "64"]
 RUN_FILES = ["epoch_0000.pt", "epoch_0001.pt", "epoch_0002.pt", "final.pt", "last.pt", "metrics.csv"]
+PROBED_FILES = sorted([*RUN_FILES, "predictiveness.h5", "curvature.h5"])
 
 
 def _env() -> dict[str, str]:
@@ -57,6 +61,12 @@ def _rows(path: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
+def _columns(path: Path) -> dict[str, np.ndarray]:
+    """The datasets of a probe or curvature file, but their clocks."""
+    with h5py.File(path, "r") as f:
+        return {k: f[k][()] for k in f if isinstance(f[k], h5py.Dataset) and "seconds" not in k}
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same training run by one process (``one/``) and by two (``two/``)."""
@@ -73,7 +83,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_two_processes_train_the_one_process_weights_and_write_its_files(runs: Path) -> None:
     one, two = runs / "one", runs / "two"
     # Exactly the one-process files (no second writer's temporaries, no lock left behind).
-    assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir()) == RUN_FILES
+    assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir()) == PROBED_FILES
     assert sorted(p.name for p in runs.iterdir()) == ["one", "two"]
     for name in ("epoch_0001.pt", "final.pt"):
         a, b = _load(one / name), _load(two / name)
@@ -101,6 +111,16 @@ def test_two_processes_train_the_one_process_weights_and_write_its_files(runs: P
             assert g[key] == pytest.approx(w[key], rel=1e-5)
         for key in ("train_acc", "test_acc"):  # one sample at most may flip at these tolerances
             assert abs(g[key] - w[key]) <= 1 / 200
+    # Probes and λmax: rank 0's, on the whole batch with DDP's averaged gradient, as one process measures them.
+    for name, rows in (("predictiveness.h5", 4), ("curvature.h5", 3)):
+        want_cols, got_cols = _columns(one / name), _columns(two / name)
+        assert sorted(got_cols) == sorted(want_cols) and len(want_cols["step"]) == rows
+        for key, value in want_cols.items():
+            if value.dtype.kind == "f":
+                scale = float(np.nanmax(np.abs(value))) if np.isfinite(value).any() else 0.0
+                np.testing.assert_allclose(got_cols[key], value, rtol=0, atol=1e-5 * scale, err_msg=key)
+            else:
+                assert np.array_equal(got_cols[key], value), key
 
 
 def test_an_interrupted_two_process_run_resumes_to_the_uninterrupted_one(runs: Path, tmp_path: Path) -> None:
@@ -112,6 +132,7 @@ def test_an_interrupted_two_process_run_resumes_to_the_uninterrupted_one(runs: P
     assert len(lines) == 1 and lines[0].startswith("error: cannot write cut/epoch_0002.pt"), cut.stderr[-3000:]
     assert not re.search(r'File ".*/landscape/', cut.stderr), cut.stderr[-3000:]
     assert _load(tmp_path / "cut" / "last.pt")["epoch"] == 1
+    assert _columns(tmp_path / "cut" / "predictiveness.h5")["step"].max() >= 5  # probed in epoch 2 before failing
     (tmp_path / "cut" / "epoch_0002.pt").rmdir()
     again = _run("train", *ARGS, "--out", "cut", "--resume", cwd=tmp_path, ranks=2)
     assert again.returncode == 0, again.stderr[-3000:]
@@ -119,10 +140,16 @@ def test_an_interrupted_two_process_run_resumes_to_the_uninterrupted_one(runs: P
     got, want = _load(tmp_path / "cut" / "final.pt"), _load(runs / "two" / "final.pt")
     for key, value in want["state_dict"].items():
         assert torch.equal(got["state_dict"][key], value), key
-    assert sorted(p.name for p in (tmp_path / "cut").iterdir()) == RUN_FILES
+    assert sorted(p.name for p in (tmp_path / "cut").iterdir()) == PROBED_FILES
     rows, full = _rows(tmp_path / "cut" / "metrics.csv"), _rows(runs / "two" / "metrics.csv")
     assert [{k: v for k, v in r.items() if k != "seconds"} for r in rows] == \
         [{k: v for k, v in r.items() if k != "seconds"} for r in full]
+    # The probe rows of the failed epoch 2 were dropped and measured again: the files equal the uninterrupted ones.
+    for name in ("predictiveness.h5", "curvature.h5"):
+        got_cols, want_cols = _columns(tmp_path / "cut" / name), _columns(runs / "two" / name)
+        assert sorted(got_cols) == sorted(want_cols)
+        for key, value in want_cols.items():
+            assert got_cols[key].tobytes() == value.tobytes(), (name, key)
 
 
 @pytest.mark.parametrize("args, message", [
