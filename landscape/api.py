@@ -107,6 +107,7 @@ def hessian(model: nn.Module, data: Data, *, top_k: int = 1, which: Literal["LA"
             layer_depth: int | None = None, per_block: bool = False,
             block_by: Literal["parameter", "module"] = "parameter", blocks: Sequence[str] | None = None,
             params: str | None = None, mode: Literal["eval", "train"] = "eval",
+            hvp: Literal["reverse", "forward"] = "reverse", reorthogonalize: bool = True,
             split: str = "train", n_samples: int | None = None, batch_size: int = 128, seed: int = 0,
             eigenvectors: bool = False, out: str | os.PathLike[str] | None = None, overwrite: bool = False,
             device: str | None = None, threads: int | None = None, progress: bool = False) -> Hessian:
@@ -130,7 +131,8 @@ def hessian(model: nn.Module, data: Data, *, top_k: int = 1, which: Literal["LA"
     result = compute(model, inputs, targets, top_k=top_k, which=which, tol=tol, max_iter=max_iter, trace=trace,
                      trace_method=trace_method, probes=probes, density=density, lanczos_steps=lanczos_steps,
                      density_vectors=density_vectors, per_layer=per_layer, layer_depth=layer_depth,
-                     per_block=per_block, block_by=block_by, blocks=blocks, params=params,
+                     per_block=per_block, block_by=block_by, blocks=blocks, params=params, hvp=hvp,
+                     reorthogonalize=reorthogonalize,
                      mode=mode, batch_size=batch_size, seed=seed, eigenvectors=eigenvectors, dataset=name,
                      split=split, progress=progress)
     return result if out is None else result.save(out, overwrite=overwrite)

@@ -75,3 +75,12 @@ def test_surface_fast_paths_through_the_one_call(tiny):
     fast = landscape.surface(net, data, x="-1:1:3", precision="bf16")
     assert fast.attrs["precision"] == "bf16" and plain.attrs["precision"] == "fp32"
     np.testing.assert_allclose(fast.loss, plain.loss, rtol=3e-2)
+
+
+def test_hessian_hvp_modes_agree_through_the_one_call(tiny):
+    net, data = tiny
+    a = landscape.hessian(net, data, top_k=2, tol=1e-6, density=True, lanczos_steps=6)
+    b = landscape.hessian(net, data, top_k=2, tol=1e-6, hvp="forward", density=True, lanczos_steps=6,
+                          reorthogonalize=False)
+    np.testing.assert_allclose(a.eigenvalues, b.eigenvalues, rtol=1e-4)
+    assert (a.attrs["hvp"], b.attrs["hvp"], b.attrs["density_reorthogonalize"]) == ("reverse", "forward", False)

@@ -86,8 +86,8 @@ def compute(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, to
             layer_depth: int | None = None, params: str | None = None, mode: Literal["eval", "train"] = "eval",
             batch_size: int = 128, seed: int = 0, eigenvectors: bool = False, dataset: str | None = None,
             split: str | None = None, progress: bool = False, per_block: bool = False,
-            block_by: Literal["parameter", "module"] = "parameter", blocks: Sequence[str] | None = None
-            ) -> Hessian:
+            block_by: Literal["parameter", "module"] = "parameter", blocks: Sequence[str] | None = None,
+            hvp: Literal["reverse", "forward"] = "reverse", reorthogonalize: bool = True) -> Hessian:
     """Measure the loss Hessian of ``model`` on ``(inputs, targets)`` (mean cross-entropy over the samples): the
     ``top_k`` extreme eigenvalues (Lanczos), and on request the trace (Hutch++/Hutchinson), the spectral density
     (SLQ) and per-layer blocks. The model is left as found.
@@ -108,7 +108,7 @@ def compute(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, to
     if eigenvectors and not top_k:
         raise LandscapeError("eigenvectors=True needs top_k ≥ 1")
     batches = [(inputs[i:i + batch_size], targets[i:i + batch_size]) for i in range(0, len(inputs), batch_size)]
-    common: dict[str, Any] = {"train_mode": mode == "train", "seed": seed, "params": params}
+    common: dict[str, Any] = {"train_mode": mode == "train", "seed": seed, "params": params, "hvp": hvp}
     t0 = time.perf_counter()
     out: dict[str, Any] = {}
     n_hvp = 0
@@ -122,7 +122,8 @@ def compute(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, to
         out.update(trace=tr.estimate, trace_stderr=tr.stderr)
         n_hvp += tr.n_hvp
     if density:
-        d = H.density(model, batches, n_steps=lanczos_steps, n_vectors=density_vectors, progress=progress, **common)
+        d = H.density(model, batches, n_steps=lanczos_steps, n_vectors=density_vectors, progress=progress,
+                      reorthogonalize=reorthogonalize, **common)
         out["density"] = {"grid": d.grid, "values": d.density, "nodes": d.nodes, "weights": d.weights}
         n_hvp += d.n_hvp
     if per_layer:
@@ -144,5 +145,6 @@ def compute(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, to
              "k": top_k, "tol": tol, "probes": probes if trace or per_layer else None,
              "trace_method": trace_method if trace else None, "lanczos_steps": lanczos_steps if density else None,
              "density_vectors": density_vectors if density else None, "params": params, "n_hvp": n_hvp,
+             "hvp": hvp, "density_reorthogonalize": reorthogonalize if density else None,
              "seconds": time.perf_counter() - t0}
     return Hessian(attrs=attrs, **out)
