@@ -9,7 +9,8 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -171,3 +172,71 @@ def require_schema(path: str | os.PathLike[str], expected: str) -> None:
 def base_attrs(schema: str) -> dict[str, Any]:
     """The attributes every landscape file carries."""
     return {"schema": schema, "library_version": __version__}
+
+
+# Row tables (training probes, curvature along training): equal-length 1-D datasets, one row per measurement,
+# appended while training runs. A row counts only once the ``n_rows`` attribute, written after its values, says so:
+# a failed append never shows a torn row, and the next append overwrites whatever it left past the commit.
+
+def committed_rows(f: h5py.File, fields: Iterable[str]) -> int:
+    """Rows whose values are all on disk: ``n_rows`` (files before it: the shortest field)."""
+    held = min(len(f[k]) for k in fields)
+    n = f.attrs.get("n_rows")
+    return held if n is None else min(int(n), held)
+
+
+def _open_for_append(path: str | os.PathLike[str], *, wait: float) -> h5py.File:
+    """Open for appending; a reader holding the file (``landscape info`` or ``plot`` while training runs) makes
+    HDF5 refuse the lock at once, so retry for up to ``wait`` seconds before giving up with the usual error."""
+    deadline = time.monotonic() + wait
+    delay = 0.05
+    while True:
+        try:
+            return h5py.File(path, "a")
+        except OSError as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                return open_h5(path, "a")  # the one-line error (or success, if the reader just left)
+        time.sleep(delay)
+        delay = min(2 * delay, 1.0)
+
+
+@contextlib.contextmanager
+def rows_in_place(path: str | os.PathLike[str], *, wait: float = 30.0) -> Iterator[h5py.File]:
+    """Open a row table for an in-place change under the output lock; a failed write (full disk…) is one line."""
+    with output_lock(path), surfaced_h5_errors() as swallowed:
+        f = _open_for_append(path, wait=wait)
+        try:
+            with f:
+                yield f
+        except (OSError, RuntimeError) as exc:
+            raise write_error(path, exc) from None
+        if swallowed:  # HDF5 reported the failure only while freeing an object
+            raise write_error(path, swallowed[0])
+
+
+def append_rows(f: h5py.File, rows: Mapping[str, Any], fields: Iterable[str]) -> int:
+    """Append ``rows`` (field -> values, the first axis the rows) after the committed ones, then commit them;
+    returns the new committed row count."""
+    n_old = committed_rows(f, fields)  # rows of a failed earlier append past it are overwritten
+    n_new = n_old + len(next(iter(rows.values())))
+    for name, values in rows.items():
+        f[name].resize(n_new, axis=0)
+        f[name][n_old:n_new] = values
+    f.flush()
+    f.attrs["n_rows"] = n_new  # the commit: only now do the rows count
+    return n_new
+
+
+def truncate_rows(f: h5py.File, fields: Iterable[str], *, before_step: int) -> int:
+    """Drop every row from the first one with ``step >= before_step`` on (a resumed run redoes them); returns the
+    rows kept."""
+    fields = list(fields)
+    steps = f["step"][:committed_rows(f, fields)]
+    late = np.flatnonzero(steps >= before_step)
+    keep = int(late[0]) if len(late) else len(steps)
+    for name in fields:
+        if len(f[name]) != keep:
+            f[name].resize(keep, axis=0)
+    f.flush()
+    f.attrs["n_rows"] = keep
+    return keep

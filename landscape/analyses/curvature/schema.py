@@ -22,27 +22,26 @@ only committed rows).
 
 from __future__ import annotations
 
-import contextlib
 import os
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import h5py
 import numpy as np
 
-from landscape.core.fs import output_lock
 from landscape.core.store import (
+    append_rows,
     atomic_h5,
     base_attrs,
+    committed_rows,
     guard_read,
     open_h5,
     read_attrs,
     require_schema,
-    surfaced_h5_errors,
+    rows_in_place,
+    truncate_rows,
     write_attrs,
-    write_error,
 )
 from landscape.errors import LandscapeError
 
@@ -96,68 +95,22 @@ def create(path: str | os.PathLike[str], *, attrs: Mapping[str, Any] | None = No
 
 
 def _committed(f: h5py.File) -> int:
-    held = min(len(f[k]) for k in ROW_FIELDS)
-    n = f.attrs.get("n_rows")
-    return held if n is None else min(int(n), held)
-
-
-def _open_for_append(path: str | os.PathLike[str], *, wait: float = 30.0) -> h5py.File:
-    """Open for appending; a reader holding the file (``landscape info`` or ``plot`` while training runs) makes
-    HDF5 refuse the lock at once, so retry for up to ``wait`` seconds before giving up with the usual error."""
-    deadline = time.monotonic() + wait
-    delay = 0.05
-    while True:
-        try:
-            return h5py.File(path, "a")
-        except OSError as exc:
-            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                return open_h5(path, "a")  # the one-line error (or success, if the reader just left)
-        time.sleep(delay)
-        delay = min(2 * delay, 1.0)
-
-
-@contextlib.contextmanager
-def _in_place(path: str | os.PathLike[str]) -> Iterator[h5py.File]:
-    """Open for an in-place change under the output lock; a failed write (full disk…) is one line."""
-    with output_lock(path), surfaced_h5_errors() as swallowed:
-        f = _open_for_append(path)
-        try:
-            with f:
-                yield f
-        except (OSError, RuntimeError) as exc:
-            raise write_error(path, exc) from None
-        if swallowed:  # HDF5 reported the failure only while freeing an object
-            raise write_error(path, swallowed[0])
+    return committed_rows(f, ROW_FIELDS)
 
 
 def append(path: str | os.PathLike[str], rows: Mapping[str, Any]) -> int:
     """Append rows to an existing file; returns the new committed row count."""
     require_schema(path, SCHEMA)
     data = as_rows(rows)
-    with _in_place(path) as f:
-        n_old = _committed(f)  # rows of a failed earlier append past it are overwritten
-        n_new = n_old + len(data["step"])
-        for name, values in data.items():
-            f[name].resize(n_new, axis=0)
-            f[name][n_old:n_new] = values
-        f.flush()
-        f.attrs["n_rows"] = n_new  # the commit: only now do the rows count
-    return n_new
+    with rows_in_place(path) as f:
+        return append_rows(f, data, ROW_FIELDS)
 
 
 def truncate(path: str | os.PathLike[str], *, before_step: int) -> int:
     """Drop every row from the first one with ``step >= before_step`` on; returns the rows kept."""
     require_schema(path, SCHEMA)
-    with _in_place(path) as f:
-        steps = f["step"][:_committed(f)]
-        late = np.flatnonzero(steps >= before_step)
-        keep = int(late[0]) if len(late) else len(steps)
-        for name in ROW_FIELDS:
-            if len(f[name]) != keep:
-                f[name].resize(keep, axis=0)
-        f.flush()
-        f.attrs["n_rows"] = keep
-    return keep
+    with rows_in_place(path) as f:
+        return truncate_rows(f, ROW_FIELDS, before_step=before_step)
 
 
 @guard_read

@@ -12,26 +12,26 @@ rows. Files without ``n_rows`` (written before it existed) count the rows every 
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import h5py
 import numpy as np
 
-from landscape.core.fs import output_lock
 from landscape.core.store import (
+    append_rows,
     atomic_h5,
     base_attrs,
+    committed_rows,
     guard_read,
     open_h5,
     read_attrs,
     require_schema,
-    surfaced_h5_errors,
+    rows_in_place,
+    truncate_rows,
     write_attrs,
-    write_error,
 )
 from landscape.errors import LandscapeError
 
@@ -90,54 +90,23 @@ def write(path: str | os.PathLike[str], *, eta: Any, step: Any, loss: Any, grad_
 
 def _committed(f: h5py.File) -> int:
     """Rows whose values are all on disk (see the module docstring)."""
-    held = min(len(f[k]) for k in ROW_FIELDS)
-    n = f.attrs.get("n_rows")
-    return held if n is None else min(int(n), held)
+    return committed_rows(f, ROW_FIELDS)
 
 
 def append(path: str | os.PathLike[str], *, step: Any, loss: Any, grad_diff: Any, beta: Any, train_loss: Any,
            grad_norm: Any) -> int:
     """Append rows to an existing file; returns the new row count."""
     require_schema(path, SCHEMA)
-    with _in_place(path) as f:
+    with rows_in_place(path) as f:
         rows = _rows(step, loss, grad_diff, beta, train_loss, grad_norm, len(f["eta"]))
-        n_old = _committed(f)  # rows of a failed earlier append past it are overwritten
-        n_new = n_old + len(rows["step"])
-        for name, data in rows.items():
-            f[name].resize(n_new, axis=0)
-            f[name][n_old:n_new] = data
-        f.flush()
-        f.attrs["n_rows"] = n_new  # the commit: only now do the rows count
-    return n_new
-
-
-@contextlib.contextmanager
-def _in_place(path: str | os.PathLike[str]) -> Iterator[h5py.File]:
-    """Open for an in-place change under the output lock; a failed write (full disk…) is one line."""
-    with output_lock(path), surfaced_h5_errors() as swallowed:
-        f = open_h5(path, "a")
-        try:
-            with f:
-                yield f
-        except (OSError, RuntimeError) as exc:
-            raise write_error(path, exc) from None
-        if swallowed:  # HDF5 reported the failure only while freeing an object
-            raise write_error(path, swallowed[0])
+        return append_rows(f, rows, ROW_FIELDS)
 
 
 def truncate(path: str | os.PathLike[str], *, before_step: int) -> int:
     """Drop every row from the first one with ``step >= before_step`` on; returns the rows kept."""
     require_schema(path, SCHEMA)
-    with _in_place(path) as f:
-        steps = f["step"][:_committed(f)]
-        late = np.flatnonzero(steps >= before_step)
-        keep = int(late[0]) if len(late) else len(steps)
-        for name in ROW_FIELDS:
-            if len(f[name]) != keep:
-                f[name].resize(keep, axis=0)
-        f.flush()
-        f.attrs["n_rows"] = keep
-    return keep
+    with rows_in_place(path) as f:
+        return truncate_rows(f, ROW_FIELDS, before_step=before_step)
 
 
 @guard_read
