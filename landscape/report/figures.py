@@ -463,7 +463,7 @@ def draw_figures(folder: str | Path, *, out: str | Path | None = None, fmt: str 
     (png, pdf or svg); returns the files written. A figure whose data the study lacks is left out."""
     import matplotlib
 
-    from landscape.core.fs import atomic_path, ensure_writable_dir
+    from landscape.core.fs import atomic_path, ensure_writable_dir, output_lock
 
     if fmt not in FORMATS:
         raise LandscapeError(f"fmt={fmt!r} is not one of {', '.join(FORMATS)}")
@@ -479,7 +479,8 @@ def draw_figures(folder: str | Path, *, out: str | Path | None = None, fmt: str 
                 continue
             path = target / f"{name}.{fmt}"
             try:
-                with atomic_path(path) as tmp:
+                # One writer per figure; the lock also sweeps the temp file of a run killed mid-write.
+                with output_lock(path), atomic_path(path) as tmp:
                     fig.savefig(tmp, format=fmt)
             finally:
                 plt.close(fig)

@@ -74,9 +74,9 @@ def write_report(folder: str | Path) -> tuple[Path, Path]:
     data = build_report(folder)
     md, js = folder / "report.md", folder / "report.json"
     write_json(js, data, what="folder")
-    from landscape.core.fs import atomic_path
+    from landscape.core.fs import atomic_path, output_lock
 
-    with atomic_path(md) as tmp:
+    with output_lock(md), atomic_path(md) as tmp:
         tmp.write_text(markdown(data))
     return md, js
 

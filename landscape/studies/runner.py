@@ -92,7 +92,8 @@ def _read_record(path: Path) -> dict[str, str]:
 def write_json(path: Path, data: Any, *, what: str = "--out") -> None:
     """Write ``data`` as JSON, atomically (a reader sees the old file or the new one, never half of one)."""
     try:
-        with atomic_path(path) as tmp:
+        # One writer; the lock also sweeps the temp file a killed run left beside it.
+        with output_lock(path), atomic_path(path) as tmp:
             tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
     except OSError as exc:
         raise LandscapeError(f"cannot write {path}: {exc.strerror or exc}; free some space or choose another "
