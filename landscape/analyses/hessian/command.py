@@ -6,7 +6,7 @@ import contextlib
 import math
 import os
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Literal
 
 import click
 
@@ -79,7 +79,7 @@ def hessian(checkpoint: str, top_k: int, which: Literal["LA", "SA", "LM"], tol: 
             lanczos_steps: int, density_vectors: int, reorthogonalize: bool,
             per_layer: bool, layer_depth: int | None, per_block: bool, block_by: Literal["parameter", "module"],
             blocks: tuple[str, ...], params: str | None, dataset: str | None,
-            data_dir: str | None, split: str, n_samples: int | None, batch_size: int, seed: int, mode: str,
+            data_dir: str | None, split: str, n_samples: int | None, batch_size: int, seed: int, mode: Literal["eval", "train"],
             eigenvectors: bool, hvp: Literal["reverse", "forward"], backend: str, device: str,
             model_name: str | None,
             model_options: tuple[str, ...], out: str | None, overwrite: bool, quiet: bool) -> None:
@@ -90,8 +90,7 @@ def hessian(checkpoint: str, top_k: int, which: Literal["LA", "SA", "LM"], tol: 
     import time
 
     # The engine's module: ``trace`` and ``density`` are this command's flags here.
-    from landscape.analyses.hessian import compute as H
-    from landscape.analyses.hessian import distributed, perlayer
+    from landscape.analyses.hessian import distributed
     from landscape.analyses.hessian.operator import select_parameters
     from landscape.analyses.hessian.schema import write_hessian
     from landscape.core.checkpoint import load_checkpoint
@@ -150,7 +149,6 @@ def hessian(checkpoint: str, top_k: int, which: Literal["LA", "SA", "LM"], tol: 
     batches = [(inputs[i:i + batch_size], targets[i:i + batch_size]) for i in range(0, len(inputs), batch_size)]
     batches = distributed.shard_batches(batches, rank=rank, world_size=world_size)
     progress = not quiet and rank == 0
-    common: dict[str, Any] = {"train_mode": mode == "train", "seed": seed, "params": params, "hvp": hvp}
     with _one_voice(rank):
         t0 = time.perf_counter()
         stored: dict = {}
@@ -166,39 +164,17 @@ def hessian(checkpoint: str, top_k: int, which: Literal["LA", "SA", "LM"], tol: 
             if trace:
                 stored["trace"], stored["trace_stderr"] = res["trace"], res["trace_stderr"]
         else:
-            if top_k:
-                eig = H.eigenvalues(model, batches, k=top_k, which=which, tol=tol, max_iter=max_iter,
-                                    return_eigenvectors=eigenvectors, progress=progress, **common)
-                stored.update(eigenvalues=eig.eigenvalues, residuals=eig.residuals, eigenvectors=eig.eigenvectors)
-                n_hvp += eig.n_hvp
-                if not eig.converged.all() and rank == 0:
-                    click.echo(f"warning: {int((~eig.converged).sum())} of {top_k} eigenpairs did not reach tol={tol}"
-                               f" within the HVP cap; see the residuals", err=True)
-            if trace:
-                tr = H.trace(model, batches, n_probes=probes, method=trace_method, progress=progress, **common)
-                stored.update(trace=tr.estimate, trace_stderr=tr.stderr)
-                n_hvp += tr.n_hvp
-            if density:
-                d = H.density(model, batches, n_steps=lanczos_steps, n_vectors=density_vectors, progress=progress,
-                              reorthogonalize=reorthogonalize, **common)
-                stored["density"] = {"grid": d.grid, "values": d.density, "nodes": d.nodes, "weights": d.weights}
-                n_hvp += d.n_hvp
-            if per_layer:
-                pl = perlayer.per_layer(model, batches, k=1, tol=tol, n_probes=probes, method=trace_method,
-                                        depth=layer_depth, params=params, train_mode=mode == "train",
-                                        seed=seed, progress=progress)
-                stored["per_layer"] = {lc.name: {"eigenvalues": lc.eigenvalues, "residuals": lc.residuals,
-                                                 "trace": lc.trace, "trace_stderr": lc.trace_stderr}
-                                       for lc in pl.layers}
-                n_hvp += pl.n_hvp
-            if per_block:
-                from landscape.analyses.hessian.blocks import per_block as per_block_fn
+            from landscape.analyses.hessian.result import measure
 
-                pb = per_block_fn(model, batches, block_by=block_by, blocks=blocks, tol=tol, n_probes=probes,
-                                  method=trace_method, lanczos_steps=lanczos_steps, density_vectors=density_vectors,
-                                  params=params, train_mode=mode == "train", seed=seed, progress=progress)
-                stored["per_block"] = pb.stored()
-                n_hvp += pb.n_hvp
+            stored, n_hvp, unconverged = measure(
+                model, batches, top_k=top_k, which=which, tol=tol, max_iter=max_iter, trace=trace,
+                trace_method=trace_method, probes=probes, density=density, lanczos_steps=lanczos_steps,
+                density_vectors=density_vectors, per_layer=per_layer, layer_depth=layer_depth, per_block=per_block,
+                block_by=block_by, blocks=blocks, params=params, mode=mode, seed=seed, eigenvectors=eigenvectors,
+                hvp=hvp, reorthogonalize=reorthogonalize, progress=progress)
+            if unconverged and rank == 0:
+                click.echo(f"warning: {unconverged} of {top_k} eigenpairs did not reach tol={tol} within the HVP "
+                           "cap; see the residuals", err=True)
         # PyHessian's trace is always Hutchinson's, whatever --trace-method says.
         used_trace_method = "hutchinson" if backend == "pyhessian" else trace_method
         from landscape.core.provenance import provenance

@@ -96,8 +96,6 @@ def compute(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, to
     (``block_by="parameter"``), modules (``"module"``) or the glob patterns ``blocks`` (the unmatched parameters form
     a block ``"other"``), each with its SLQ density (``lanczos_steps``, ``density_vectors``), top eigenvalue and
     trace (``probes``, ``trace_method``), and the pairwise Jensen–Shannon distances of the densities."""
-    from landscape.analyses.hessian import compute as H
-    from landscape.analyses.hessian.perlayer import per_layer as per_layer_fn
     from landscape.core.provenance import provenance
 
     if not (top_k or trace or density or per_layer or per_block):
@@ -108,15 +106,44 @@ def compute(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, to
     if eigenvectors and not top_k:
         raise LandscapeError("eigenvectors=True needs top_k ≥ 1")
     batches = [(inputs[i:i + batch_size], targets[i:i + batch_size]) for i in range(0, len(inputs), batch_size)]
-    common: dict[str, Any] = {"train_mode": mode == "train", "seed": seed, "params": params, "hvp": hvp}
     t0 = time.perf_counter()
+    out, n_hvp, _ = measure(model, batches, top_k=top_k, which=which, tol=tol, max_iter=max_iter, trace=trace,
+                            trace_method=trace_method, probes=probes, density=density, lanczos_steps=lanczos_steps,
+                            density_vectors=density_vectors, per_layer=per_layer, layer_depth=layer_depth,
+                            per_block=per_block, block_by=block_by, blocks=blocks, params=params, mode=mode,
+                            seed=seed, eigenvectors=eigenvectors, hvp=hvp, reorthogonalize=reorthogonalize,
+                            progress=progress)
+    record = provenance(model, dataset=dataset, split=split, n_samples=len(inputs), seed=seed)
+    attrs = {**record.attrs(), "batch_size": batch_size, "mode": mode, "backend": "landscape", "which": which,
+             "k": top_k, "tol": tol, "probes": probes if trace or per_layer else None,
+             "trace_method": trace_method if trace else None, "lanczos_steps": lanczos_steps if density else None,
+             "density_vectors": density_vectors if density else None, "params": params, "n_hvp": n_hvp,
+             "hvp": hvp, "density_reorthogonalize": reorthogonalize if density else None,
+             "seconds": time.perf_counter() - t0}
+    return Hessian(attrs=attrs, **out)
+
+
+def measure(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]], *, top_k: int,
+            which: Literal["LA", "SA", "LM"], tol: float, max_iter: int | None, trace: bool,
+            trace_method: Literal["hutch++", "hutchinson"], probes: int, density: bool, lanczos_steps: int,
+            density_vectors: int, per_layer: bool, layer_depth: int | None, per_block: bool,
+            block_by: Literal["parameter", "module"], blocks: Sequence[str] | None, params: str | None,
+            mode: Literal["eval", "train"], seed: int, eigenvectors: bool, hvp: Literal["reverse", "forward"],
+            reorthogonalize: bool, progress: bool) -> tuple[dict[str, Any], int, int]:
+    """What ``compute`` and ``landscape hessian`` measure, on given batches (under torchrun, this process's shard):
+    the stored arrays (the ``Hessian`` fields), the HVP count, and how many eigenpairs missed ``tol``."""
+    from landscape.analyses.hessian import compute as H
+    from landscape.analyses.hessian.perlayer import per_layer as per_layer_fn
+
+    common: dict[str, Any] = {"train_mode": mode == "train", "seed": seed, "params": params, "hvp": hvp}
     out: dict[str, Any] = {}
-    n_hvp = 0
+    n_hvp = unconverged = 0
     if top_k:
         eig = H.eigenvalues(model, batches, k=top_k, which=which, tol=tol, max_iter=max_iter,
                             return_eigenvectors=eigenvectors, progress=progress, **common)
         out.update(eigenvalues=eig.eigenvalues, residuals=eig.residuals, eigenvectors=eig.eigenvectors)
         n_hvp += eig.n_hvp
+        unconverged = int((~eig.converged).sum())
     if trace:
         tr = H.trace(model, batches, n_probes=probes, method=trace_method, progress=progress, **common)
         out.update(trace=tr.estimate, trace_stderr=tr.stderr)
@@ -140,11 +167,4 @@ def compute(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, to
                           params=params, train_mode=mode == "train", seed=seed, progress=progress)
         out["per_block"] = pb.stored()
         n_hvp += pb.n_hvp
-    record = provenance(model, dataset=dataset, split=split, n_samples=len(inputs), seed=seed)
-    attrs = {**record.attrs(), "batch_size": batch_size, "mode": mode, "backend": "landscape", "which": which,
-             "k": top_k, "tol": tol, "probes": probes if trace or per_layer else None,
-             "trace_method": trace_method if trace else None, "lanczos_steps": lanczos_steps if density else None,
-             "density_vectors": density_vectors if density else None, "params": params, "n_hvp": n_hvp,
-             "hvp": hvp, "density_reorthogonalize": reorthogonalize if density else None,
-             "seconds": time.perf_counter() - t0}
-    return Hessian(attrs=attrs, **out)
+    return out, n_hvp, unconverged
